@@ -1,0 +1,1 @@
+"""The host process: configuration, start-up and shutdown, health and metrics."""

@@ -1,0 +1,202 @@
+"""The processor's life: resolve, bind, load, listen, serve, drain, stop.
+
+Phases, in order, each with one job:
+1. build triggers and pools from the validated config (no side effects);
+2. bind every socket (a taken port fails here, before anything listens);
+3. workers import the handler (a broken handler fails here, exit 2);
+4. health and metrics listen; workers run ``init_context``;
+5. triggers listen; ``/ready`` turns 200;
+6. on SIGTERM/SIGINT: stop accepting, drain in-flight events, run termination
+   callbacks, stop workers, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from processor.config import (
+    ConfigError,
+    LoadedConfig,
+    PlatformConfig,
+    ResolvedTrigger,
+    parse_address,
+    unknown_keys,
+    validate_model,
+)
+from processor.health import HealthServer
+from processor.metrics import Metrics
+from runtime.function import FunctionSettings
+from runtime.handler import HandlerLoadError, LoadedHandler, check_module_exists, load_handler
+from runtime.logger import Logger
+from runtime.pool import WorkerPool, WorkerStartError
+from runtime.workers import WorkerKindError, build_pool, resolve_kind
+from triggers.base import Trigger
+from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
+
+
+class FunctionInitError(Exception):
+    """``init_context`` failed: the function cannot serve (exit 1)."""
+
+
+@dataclass
+class _Running:
+    trigger: Trigger
+    pool: WorkerPool
+
+
+def apply_env(config: LoadedConfig) -> None:
+    """Nuclio's platform puts ``spec.env`` and function metadata in the environment."""
+    function = config.function
+    for var in function.spec.env:
+        os.environ[var.name] = var.value
+    os.environ.setdefault("NUCLIO_FUNCTION_NAME", function.metadata.name)
+    os.environ.setdefault("NUCLIO_FUNCTION_HANDLER", function.spec.handler)
+    os.environ.setdefault("NUCLIO_FUNCTION_VERSION", "latest")
+    os.environ.setdefault("NUCLIO_NAMESPACE", function.metadata.namespace)
+    os.environ.setdefault("NUCLIO_FUNCTION_DIR", config.function_dir)
+
+
+class Processor:
+    def __init__(self, config: LoadedConfig, platform: PlatformConfig, logger: Logger,
+                 function_log_level: int, log_format: str) -> None:
+        self.config = config
+        self.platform = platform
+        self.logger = logger
+        self._function_log_level = function_log_level
+        self._log_format = log_format
+        self.metrics = Metrics(config.function.metadata.name)
+        self._running: list[_Running] = []
+        self._health: HealthServer | None = None
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._ready = False
+
+    # -- phase 1: build -----------------------------------------------------------
+    def _settings(self, trigger: ResolvedTrigger) -> FunctionSettings:
+        fn = self.config.function
+        return FunctionSettings(
+            handler=fn.spec.handler, function_dir=self.config.function_dir,
+            function_name=fn.metadata.name, namespace=fn.metadata.namespace,
+            trigger_kind=trigger.kind, trigger_name=trigger.name,
+            log_level=self._function_log_level, log_format=self._log_format,
+            expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks)
+
+    def build(self) -> None:
+        spec = self.config.function.spec
+        try:
+            check_module_exists(spec.handler, self.config.function_dir)
+        except HandlerLoadError as exc:
+            raise ConfigError(f"spec.handler: {exc}") from None
+        loaded: LoadedHandler | None = None
+        for trig in self.config.triggers:
+            try:
+                cls = trigger_class(trig.kind)
+            except UnknownTriggerKind:
+                raise ConfigError(f"{trig.yaml_path}.kind: unknown trigger kind {trig.kind!r}; "
+                                  f"expected one of: {', '.join(sorted(TRIGGERS))}") from None
+            attrs_path = f"{trig.yaml_path}.attributes"
+            for warning in unknown_keys(cls.Attributes, trig.attributes):
+                self.logger.warn_with(f"{attrs_path}: {warning}", trigger=trig.name)
+            attributes = validate_model(cls.Attributes, trig.attributes, attrs_path)
+            settings = self._settings(trig)
+            kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
+            if kind != "process" and loaded is None:
+                try:
+                    loaded = load_handler(spec.handler, self.config.function_dir)
+                except HandlerLoadError as exc:
+                    raise ConfigError(f"spec.handler: {exc}") from None
+            try:
+                pool = build_pool(kind, settings, trig.num_workers,
+                                  availability_timeout=trig.availability_timeout,
+                                  event_timeout=spec.eventTimeout or None,
+                                  max_waiting=spec.runtimeAttributes.maxWaitingEvents,
+                                  logger=self.logger, loaded=loaded)
+            except WorkerKindError as exc:
+                raise ConfigError(f"spec.runtimeAttributes.workerKind: {exc}") from None
+            self.metrics.add_pool(trig.kind, trig.name, pool)
+            trigger = cls(trig, attributes, pool, self.metrics.for_trigger(trig.kind, trig.name),
+                          self.logger)
+            self._running.append(_Running(trigger, pool))
+            self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
+                                   worker_kind=kind, workers=trig.num_workers)
+
+    # -- phase 2: bind -----------------------------------------------------------------
+    def bind(self) -> None:
+        health_cfg = self.platform.healthCheck
+        health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress")
+                  if health_cfg.enabled else None)
+        metrics_address = None
+        metrics_cfg = self.platform.metrics
+        if metrics_cfg is None:
+            metrics_address = parse_address(":8090", "metrics")
+        else:
+            for name, sink in metrics_cfg.sinks.items():
+                if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
+                    metrics_address = parse_address(sink.url, f"metrics.sinks.{name}.url")
+                    break
+        self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe)
+        for running in self._running:
+            running.trigger.bind()
+
+    def _ready_probe(self) -> tuple[bool, dict[str, Any]]:
+        triggers = {r.trigger.name: {"kind": r.trigger.kind, "ready": r.pool.ready,
+                                     "workers": r.pool.size, "busy": r.pool.busy_workers}
+                    for r in self._running}
+        return self._ready, {"triggers": triggers}
+
+    # -- phases 3-5: start ------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await asyncio.gather(*(r.pool.load() for r in self._running))
+        except WorkerStartError as exc:
+            raise ConfigError(f"spec.handler: {exc}") from None
+        assert self._health is not None
+        await self._health.start()
+        try:
+            await asyncio.gather(*(r.pool.init() for r in self._running))
+        except WorkerStartError as exc:
+            raise FunctionInitError(str(exc)) from None
+        for running in self._running:
+            await running.trigger.start()
+        self._ready = True
+        self.logger.info_with("Processor ready", function=self.config.function.metadata.name,
+                              seconds=round(time.monotonic() - self._started, 3))
+
+    # -- phase 6: stop -------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        try:
+            self.build()
+            self.bind()
+            await self.start()
+            await self._stop.wait()
+            self.logger.info("Stopping: no new events; draining in-flight events")
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self._ready = False
+        for running in self._running:
+            await running.trigger.stop_accepting()
+        for running in self._running:
+            timeout = running.trigger.config.termination_timeout
+            if not await running.pool.drain(timeout):
+                self.logger.warn_with("Events still running after workerTerminationTimeout",
+                                      trigger=running.trigger.name,
+                                      inflight=running.pool.inflight)
+        for running in self._running:
+            await running.pool.stop(running.trigger.config.termination_timeout)
+            await running.trigger.close()
+        if self._health is not None:
+            await self._health.close()
+        self.logger.info("Processor stopped")

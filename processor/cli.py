@@ -1,0 +1,99 @@
+"""``processor``: the command line entry point.
+
+Exit status: 0 after a clean stop, 2 for any configuration problem (reported
+before anything listens), 1 when the function's ``init_context`` fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from processor.app import FunctionInitError, Processor, apply_env
+from processor.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    PlatformConfig,
+    load_function_config,
+    load_platform_config,
+)
+from runtime.logger import INFO, Logger, parse_level
+
+EXIT_CONFIG = 2
+EXIT_INIT = 1
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="processor", description="Run a Nuclio Python function behind its triggers.")
+    parser.add_argument("--config", default=os.environ.get("NUCLIO_PROCESSOR_CONFIG",
+                                                           DEFAULT_CONFIG_PATH),
+                        help="function.yaml (default: %(default)s)")
+    parser.add_argument("--platform-config", default=os.environ.get("NUCLIO_PLATFORM_CONFIG"),
+                        help="Nuclio platform.yaml (health check, metrics, logger)")
+    parser.add_argument("--function-dir", default=None,
+                        help="where the handler module lives (default: the config's folder)")
+    parser.add_argument("--log-format", choices=["json", "text"], default=None,
+                        help="log line format (default: json, or the platform logger sink's "
+                             "attributes.encoding)")
+    parser.add_argument("--log-level", default=None,
+                        help="debug|info|warn|error (default: from the platform config, else info)")
+    return parser.parse_args(argv)
+
+
+def _logging_choices(platform: PlatformConfig, args: argparse.Namespace) -> tuple[int, int, str]:
+    logger = platform.logger
+    system = parse_level(logger.system[0].level if logger.system else None, INFO)
+    functions = parse_level(logger.functions[0].level if logger.functions else None, system)
+    if args.log_level:
+        system = functions = parse_level(args.log_level, INFO)
+    fmt = args.log_format
+    if fmt is None:
+        encodings = [s.attributes.get("encoding") for s in logger.sinks.values()]
+        fmt = "text" if any(e in ("console", "text") for e in encodings) else "json"
+    return system, functions, fmt
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    boot = Logger("processor", INFO, args.log_format or "json")
+    try:
+        if args.log_level and args.log_level.lower() not in ("debug", "info", "warn", "warning",
+                                                             "error"):
+            raise ConfigError(f"--log-level: expected debug, info, warn or error, "
+                              f"got {args.log_level!r}")
+        platform = load_platform_config(args.platform_config)
+        config = load_function_config(args.config, args.function_dir)
+    except ConfigError as exc:
+        boot.error(f"Configuration error: {exc}")
+        sys.exit(EXIT_CONFIG)
+    system_level, function_level, fmt = _logging_choices(platform, args)
+    logger = Logger("processor", system_level, fmt)
+    apply_env(config)
+    _use_uvloop()
+    processor = Processor(config, platform, logger, function_level, fmt)
+    try:
+        asyncio.run(processor.run())
+    except ConfigError as exc:
+        logger.error(f"Configuration error: {exc}")
+        sys.exit(EXIT_CONFIG)
+    except FunctionInitError as exc:
+        logger.error(f"Function failed to initialise: {exc}")
+        sys.exit(EXIT_INIT)
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,399 @@
+"""Nuclio function.yaml and platform.yaml, validated once at start-up.
+
+Everything is checked here, at the edge, so the rest of the processor can
+trust its inputs. Every failure is a ``ConfigError`` naming the YAML path and
+what was expected; the CLI turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from runtime.handler import split_handler
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_CONFIG_PATH = "/etc/nuclio/config/processor/processor.yaml"
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_AVAILABILITY_TIMEOUT_MS = 10_000
+DEFAULT_TERMINATION_TIMEOUT = 10.0
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported before anything starts listening."""
+
+
+# -- Go durations ----------------------------------------------------------------
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                 "h": 3600.0}
+
+
+def parse_go_duration(value: Any) -> float:
+    """``"1m30s"`` -> 90.0. Bare numbers are seconds. Negative durations are refused."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30s' or '500ms', got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("expected a non-negative duration")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration such as '30s' or '500ms', got {value!r}")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if not match:
+            raise ValueError(f"expected a Go duration such as '30s', '1m30s' or '500ms', "
+                             f"got {value!r}")
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if not text:
+        raise ValueError("expected a duration such as '30s', got an empty string")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_go_duration)]
+
+
+def _to_text(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+# -- function.yaml --------------------------------------------------------------------
+class _Lenient(BaseModel):
+    # Deployer-only keys (image, resources, replicas, ...) are ignored, as Nuclio's
+    # processor does.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class EnvVar(_Lenient):
+    name: str = Field(min_length=1)
+    value: Annotated[str, BeforeValidator(_to_text)] = ""
+
+
+class BatchSpec(_Lenient):
+    mode: Literal["enable", "disable", "enabled", "disabled", ""] = "disable"
+    batchSize: int = Field(10, ge=1, le=10_000)
+    timeout: Duration = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode in ("enable", "enabled")
+
+
+class TriggerSpec(_Lenient):
+    kind: str = Field(min_length=1)
+    name: str = ""
+    url: str | None = None
+    numWorkers: int | None = Field(None, ge=1, le=1024)
+    maxWorkers: int | None = Field(None, ge=1, le=1024)
+    workerAvailabilityTimeoutMilliseconds: int | None = Field(None, ge=0)
+    workerTerminationTimeout: Duration | None = None
+    disabled: bool = False
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    batch: BatchSpec | None = None
+
+
+class BuildSpec(_Lenient):
+    functionSourceCode: str | None = None
+    path: str | None = None
+    codeEntryType: str | None = None
+
+
+class RuntimeAttributes(_Lenient):
+    """Our own knobs live in Nuclio's free-form ``spec.runtimeAttributes`` map."""
+
+    workerKind: Literal["auto", "process", "thread", "async"] = "auto"
+    exposeTracebacks: bool = False
+    maxWaitingEvents: int = Field(1024, ge=0)
+
+
+class Spec(_Lenient):
+    handler: str
+    runtime: str = "python"
+    description: str = ""
+    env: list[EnvVar] = Field(default_factory=list)
+    triggers: dict[str, TriggerSpec] = Field(default_factory=dict)
+    eventTimeout: Duration | None = None
+    disableDefaultHTTPTrigger: bool = False
+    runtimeAttributes: RuntimeAttributes = Field(default_factory=RuntimeAttributes)
+    build: BuildSpec = Field(default_factory=BuildSpec)
+
+
+class Metadata(_Lenient):
+    name: str = "function"
+    namespace: str = "default"
+    labels: dict[str, Any] = Field(default_factory=dict)
+    annotations: dict[str, Any] = Field(default_factory=dict)
+
+
+class FunctionConfig(_Lenient):
+    apiVersion: Literal["nuclio.io/v1", "nuclio.io/v1beta1"] | None = None
+    kind: Literal["NuclioFunction"] | None = None
+    metadata: Metadata = Field(default_factory=Metadata)
+    spec: Spec
+
+
+# -- platform.yaml --------------------------------------------------------------------
+class HealthCheck(_Lenient):
+    enabled: bool = True
+    listenAddress: str = ":8082"
+
+
+class MetricSink(_Lenient):
+    kind: str
+    url: str = ":8090"
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricsConfig(_Lenient):
+    sinks: dict[str, MetricSink] = Field(default_factory=dict)
+    system: list[str] = Field(default_factory=list)
+    functions: list[str] = Field(default_factory=list)
+
+
+class LoggerSink(_Lenient):
+    kind: str = "stdout"
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoggerRef(_Lenient):
+    level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    sink: str = "stdout"
+
+
+class LoggerConfig(_Lenient):
+    sinks: dict[str, LoggerSink] = Field(default_factory=dict)
+    system: list[LoggerRef] = Field(default_factory=list)
+    functions: list[LoggerRef] = Field(default_factory=list)
+
+
+class PlatformConfig(_Lenient):
+    healthCheck: HealthCheck = Field(default_factory=HealthCheck)
+    metrics: MetricsConfig | None = None
+    logger: LoggerConfig = Field(default_factory=LoggerConfig)
+
+
+# -- resolved views used by the rest of the processor -----------------------------
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ResolvedTrigger:
+    key: str
+    name: str
+    kind: str
+    num_workers: int
+    availability_timeout: float
+    termination_timeout: float
+    url: str | None
+    attributes: dict[str, Any]
+    batch: BatchSpec | None
+    yaml_path: str
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    function: FunctionConfig
+    function_dir: str
+    triggers: list[ResolvedTrigger]
+    source: str
+
+
+def parse_address(value: str, yaml_path: str, default_host: str = "0.0.0.0") -> Address:
+    """``":8080"``, ``"8080"``, ``"host:8080"`` or ``"[::1]:8080"`` -> Address."""
+    text = str(value).strip()
+    for prefix in ("http://", "tcp://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{yaml_path}: expected a listen address such as ':8080' or "
+                          f"'127.0.0.1:8080', got {value!r}")
+    return Address(host, int(port))
+
+
+def _format_loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "function-before", "function-plain"):
+            continue
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        where = _format_loc(prefix, loc) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "missing":
+            message = "is required but missing"
+        elif "input" in err and err["type"] not in ("missing",):
+            got = err["input"]
+            shown = repr(got) if not isinstance(got, dict) else "a mapping"
+            message = f"{message} (got {shown})"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def validate_model(model: type[M], data: Any, yaml_path: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, yaml_path)) from None
+
+
+def unknown_keys(model: type[BaseModel], data: dict[str, Any]) -> list[str]:
+    """Warnings for keys the model does not know, with a suggestion for likely typos."""
+    known = set(model.model_fields)
+    for field in model.model_fields.values():
+        if field.alias:
+            known.add(field.alias)
+    warnings = []
+    for key in data:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        warnings.append(f"unknown attribute {key!r}{hint}")
+    return warnings
+
+
+def _read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def _materialise_inline_code(spec: Spec, handler_module: str) -> str:
+    """Writes ``spec.build.functionSourceCode`` (base64) to a private directory."""
+    source = spec.build.functionSourceCode or ""
+    try:
+        code = base64.b64decode(source, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("spec.build.functionSourceCode: expected base64-encoded source "
+                          "code") from None
+    directory = tempfile.mkdtemp(prefix="nuclio-function-")
+    parts = handler_module.split(".")
+    target_dir = os.path.join(directory, *parts[:-1])
+    os.makedirs(target_dir, exist_ok=True)
+    for depth in range(1, len(parts)):
+        open(os.path.join(directory, *parts[:depth], "__init__.py"), "a").close()
+    with open(os.path.join(target_dir, parts[-1] + ".py"), "wb") as handle:
+        handle.write(code)
+    return directory
+
+
+def _resolve_triggers(spec: Spec) -> list[ResolvedTrigger]:
+    resolved = []
+    for key, trig in spec.triggers.items():
+        path = f"spec.triggers.{key}"
+        if trig.disabled:
+            continue
+        workers = trig.numWorkers or trig.maxWorkers or 1
+        timeout_ms = trig.workerAvailabilityTimeoutMilliseconds
+        resolved.append(ResolvedTrigger(
+            key=key,
+            name=trig.name or key,
+            kind=trig.kind,
+            num_workers=workers,
+            availability_timeout=(DEFAULT_AVAILABILITY_TIMEOUT_MS if timeout_ms is None
+                                  else timeout_ms) / 1000.0,
+            termination_timeout=(DEFAULT_TERMINATION_TIMEOUT if trig.workerTerminationTimeout
+                                 is None else trig.workerTerminationTimeout),
+            url=trig.url,
+            attributes=trig.attributes,
+            batch=trig.batch if trig.batch and trig.batch.enabled else None,
+            yaml_path=path,
+        ))
+    has_http = any(t.kind == "http" for t in spec.triggers.values())
+    if not has_http and not spec.disableDefaultHTTPTrigger:
+        resolved.append(ResolvedTrigger(
+            key="default-http", name="default-http", kind="http", num_workers=1,
+            availability_timeout=DEFAULT_AVAILABILITY_TIMEOUT_MS / 1000.0,
+            termination_timeout=DEFAULT_TERMINATION_TIMEOUT, url=None,
+            attributes={"port": DEFAULT_HTTP_PORT}, batch=None,
+            yaml_path="spec.triggers.default-http (implicit)"))
+    return resolved
+
+
+def load_function_config(path: str, function_dir: str | None = None) -> LoadedConfig:
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'metadata' and 'spec', "
+                          f"got {type(data).__name__}")
+    if "spec" not in data:
+        raise ConfigError(f"{path}: spec: is required but missing")
+    config = validate_model(FunctionConfig, data, "")
+    spec = config.spec
+    if not spec.runtime.startswith("python"):
+        raise ConfigError(f"spec.runtime: expected a python runtime such as 'python:3.11', "
+                          f"got {spec.runtime!r}")
+    try:
+        module, _ = split_handler(spec.handler)
+    except ValueError as exc:
+        raise ConfigError(f"spec.handler: {exc}") from None
+    if spec.build.functionSourceCode:
+        directory = _materialise_inline_code(spec, module)
+    else:
+        directory = function_dir or os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"--function-dir: {directory!r} is not a directory")
+    return LoadedConfig(function=config, function_dir=directory,
+                        triggers=_resolve_triggers(spec), source=path)
+
+
+def load_platform_config(path: str | None) -> PlatformConfig:
+    if path is None:
+        return PlatformConfig()
+    data = _read_yaml(path)
+    if data is None:
+        return PlatformConfig()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
+    try:
+        return PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None

@@ -1,0 +1,57 @@
+"""A minimal aiohttp server on a socket that was bound earlier.
+
+aiohttp's low-level ``web.Server`` (no router, no middleware) keeps per-request
+overhead down; both the HTTP trigger and the health/metrics endpoints use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_request import BaseRequest
+
+Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+
+
+class BoundHTTPServer:
+    def __init__(self, handler: Handler, sock: socket.socket, *, client_max_size: int = 1 << 20,
+                 **kwargs: Any) -> None:
+        self._handler = handler
+        self._sock = sock
+        self._client_max_size = client_max_size
+        self._kwargs = kwargs
+        self._web_server: web.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        max_size = self._client_max_size
+
+        def make_request(message: Any, payload: Any, protocol: Any, writer: Any,
+                         task: Any) -> BaseRequest:
+            return BaseRequest(message, payload, protocol, writer, task, loop,
+                               client_max_size=max_size)
+
+        self._web_server = web.Server(self._handler, request_factory=make_request,
+                                      access_log=None, **self._kwargs)
+        self._server = await loop.create_server(self._web_server, sock=self._sock,
+                                                backlog=1024)
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._sock.close()
+
+    async def shutdown(self, timeout: float = 1.0) -> None:
+        self.stop_listening()
+        if self._web_server is not None:
+            await self._web_server.shutdown(timeout)

@@ -1,0 +1,1 @@
+"""Protocol definitions we own (.proto sources) and their generated modules."""

@@ -1,0 +1,298 @@
+"""A bounded pool of handler workers, with Nuclio's allocation semantics.
+
+A trigger asks its pool to run an event; the pool hands the event to an idle
+worker, or waits up to the availability timeout for one (0: fail at once),
+and replaces any worker that crashed or overran the event timeout so that a
+bad event costs that event only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runtime.function import Payload, Result
+from runtime.logger import Logger
+from runtime.responses import error_response
+
+
+class WorkerUnavailable(Exception):
+    """No worker became free within the availability timeout (HTTP 503)."""
+
+
+class WorkerStartError(Exception):
+    """A worker could not load the handler or run ``init_context``."""
+
+    def __init__(self, message: str, *, load_error: bool = False) -> None:
+        super().__init__(message)
+        self.load_error = load_error
+
+
+class WorkerLost(Exception):
+    """The event could not complete on this worker (timeout or crash)."""
+
+    def __init__(self, status: int, message: str, *, replace: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.replace = replace
+
+    def response(self, payload: Payload) -> Result:
+        if isinstance(payload, list):
+            return [error_response(self.status, self.message, raw.id) for raw in payload]
+        return error_response(self.status, self.message, payload.id)
+
+
+class Worker(Protocol):
+    """Started in two phases so that a bad handler is reported before anything listens:
+    ``load`` imports the handler, ``init`` runs ``init_context``."""
+
+    worker_id: str
+
+    async def load(self) -> None: ...
+
+    async def init(self) -> None: ...
+
+    async def run(self, payload: Payload, timeout: float | None) -> Result: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+@dataclass
+class PoolStats:
+    """Plain counters on the hot path; the metrics endpoint reads them at scrape time."""
+
+    allocation_immediate: int = 0
+    allocation_after_wait: int = 0
+    allocation_timeout: int = 0
+    allocation_queue_full: int = 0
+    allocation_wait_seconds: float = 0.0
+    handled_success: int = 0
+    handled_failure: int = 0
+    event_timeouts: int = 0
+    worker_crashes: int = 0
+    worker_restarts: int = 0
+    duration_seconds_sum: float = 0.0
+    duration_count: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+WorkerFactory = Callable[[str], Worker]
+
+
+class WorkerPool:
+    def __init__(self, name: str, factory: WorkerFactory, size: int, *,
+                 availability_timeout: float, event_timeout: float | None,
+                 max_waiting: int, logger: Logger) -> None:
+        self.name = name
+        self.size = size
+        self.stats = PoolStats()
+        self._factory = factory
+        self._availability_timeout = availability_timeout
+        self._event_timeout = event_timeout
+        self._max_waiting = max_waiting
+        self._logger = logger
+        self._idle: list[Worker] = []
+        self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
+        self._all: dict[str, Worker] = {}
+        self._inflight = 0
+        self._idle_event = asyncio.Event()
+        self._idle_event.set()
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.ready = False
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    @property
+    def busy_workers(self) -> int:
+        return len(self._all) - len(self._idle)
+
+    # -- life cycle -------------------------------------------------------------
+    async def load(self) -> None:
+        """Phase one: every worker imports the handler (errors here are config errors)."""
+        workers = [self._factory(str(i)) for i in range(self.size)]
+        for worker in workers:
+            self._all[worker.worker_id] = worker
+        await self._all_or_nothing([w.load() for w in workers])
+
+    async def init(self) -> None:
+        """Phase two: every worker runs ``init_context``; then the pool is ready."""
+        workers = list(self._all.values())
+        await self._all_or_nothing([w.init() for w in workers])
+        self._idle.extend(reversed(workers))  # pop() hands out worker 0 first
+        self.ready = True
+
+    async def _all_or_nothing(self, steps: list[Coroutine[Any, Any, None]]) -> None:
+        results = await asyncio.gather(*steps, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            for worker in self._all.values():
+                worker.kill()
+            raise errors[0]
+
+    async def drain(self, timeout: float) -> bool:
+        """Waits for accepted events to finish; False if the timeout ran out first."""
+        try:
+            await asyncio.wait_for(self._idle_event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def stop(self, timeout: float) -> None:
+        self._stopping = True
+        self.ready = False
+        for task in list(self._replacing):
+            task.cancel()
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(WorkerUnavailable("the processor is shutting down"))
+        workers = list(self._all.values())
+        await asyncio.gather(*(w.stop(timeout) for w in workers), return_exceptions=True)
+        self._all.clear()
+        self._idle.clear()
+
+    # -- events ---------------------------------------------------------------------
+    async def submit(self, payload: Payload) -> Result:
+        """Runs one event (or batch); always returns a response, never raises for the
+        function's faults. Raises WorkerUnavailable when no worker frees up in time."""
+        self._inflight += 1
+        self._idle_event.clear()
+        started = time.perf_counter()
+        try:
+            if self._idle:
+                worker = self._idle.pop()
+                self.stats.allocation_immediate += 1
+            else:
+                worker = await self._wait_for_worker()
+            try:
+                result = await worker.run(payload, self._event_timeout)
+            except WorkerLost as lost:
+                self._count_lost(lost, payload)
+                if lost.replace:
+                    self._replace(worker, lost.message)
+                else:
+                    self._release(worker)
+                return lost.response(payload)
+            except BaseException:
+                self._replace(worker, "event cancelled")
+                raise
+            self._release(worker)
+            self._count(result)
+            return result
+        finally:
+            stats = self.stats
+            stats.duration_seconds_sum += time.perf_counter() - started
+            stats.duration_count += 1
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle_event.set()
+
+    def _count(self, result: Result) -> None:
+        if isinstance(result, list):
+            for r in result:
+                self._count(r)
+        elif result.status >= 500:
+            self.stats.handled_failure += 1
+        else:
+            self.stats.handled_success += 1
+
+    def _count_lost(self, lost: WorkerLost, payload: Payload) -> None:
+        n = len(payload) if isinstance(payload, list) else 1
+        self.stats.handled_failure += n
+        if lost.status == 408:
+            self.stats.event_timeouts += n
+        else:
+            self.stats.worker_crashes += 1
+
+    async def _wait_for_worker(self) -> Worker:
+        stats = self.stats
+        if self._availability_timeout <= 0 or self._stopping:
+            stats.allocation_timeout += 1
+            raise WorkerUnavailable("no worker is available")
+        if len(self._waiters) >= self._max_waiting:
+            stats.allocation_queue_full += 1
+            raise WorkerUnavailable("too many events are waiting for a worker")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Worker] = loop.create_future()
+        self._waiters.append(fut)
+        started = time.monotonic()
+        try:
+            worker = await asyncio.wait_for(fut, self._availability_timeout)
+        except TimeoutError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                worker = fut.result()  # handed over at the last moment: keep it
+            else:
+                stats.allocation_timeout += 1
+                raise WorkerUnavailable(
+                    f"no worker became available within {self._availability_timeout:g}s"
+                ) from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self._release(fut.result())
+            raise
+        finally:
+            if not fut.done():
+                fut.cancel()
+        stats.allocation_after_wait += 1
+        stats.allocation_wait_seconds += time.monotonic() - started
+        return worker
+
+    def _release(self, worker: Worker) -> None:
+        if worker.worker_id not in self._all or self._all[worker.worker_id] is not worker:
+            return  # replaced meanwhile
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(worker)
+                return
+        self._idle.append(worker)
+
+    # -- replacing broken workers --------------------------------------------------
+    def worker_exited(self, worker: Worker, reason: str) -> None:
+        """Called by a worker that died while idle (e.g. killed by the OOM killer)."""
+        if self._all.get(worker.worker_id) is worker and worker in self._idle:
+            self._idle.remove(worker)
+            self.stats.worker_crashes += 1
+            self._replace(worker, reason)
+
+    def _replace(self, worker: Worker, reason: str) -> None:
+        worker.kill()
+        if self._stopping or self._all.get(worker.worker_id) is not worker:
+            return
+        self._logger.warn_with("Replacing worker", pool=self.name, worker_id=worker.worker_id,
+                               reason=reason)
+        task = asyncio.get_running_loop().create_task(self._restart(worker.worker_id))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _restart(self, worker_id: str) -> None:
+        delay = 0.05
+        while not self._stopping:
+            worker = self._factory(worker_id)
+            self._all[worker_id] = worker
+            try:
+                await worker.load()
+                await worker.init()
+            except asyncio.CancelledError:
+                worker.kill()
+                raise
+            except Exception as exc:
+                worker.kill()
+                self._logger.error_with("Worker restart failed; retrying", pool=self.name,
+                                        worker_id=worker_id, error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.stats.worker_restarts += 1
+            self._release(worker)
+            return

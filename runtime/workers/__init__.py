@@ -1,0 +1,86 @@
+"""Worker kinds and the choice between them.
+
+``process`` (default for sync handlers): Nuclio's model, one OS process per
+worker, isolated and truly parallel. ``async`` (default for ``async def``
+handlers): events run on the processor's loop. ``thread``: sync handlers on
+threads, for I/O-bound code that must share memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from typing import Literal
+
+from runtime.function import FunctionRunner, FunctionSettings
+from runtime.handler import LoadedHandler, load_handler, split_handler
+from runtime.logger import Logger
+from runtime.pool import Worker, WorkerPool
+
+WorkerKind = Literal["process", "thread", "async"]
+WORKER_KINDS: tuple[str, ...] = ("process", "thread", "async")
+
+
+class WorkerKindError(Exception):
+    """The chosen worker kind cannot run this handler."""
+
+
+def handler_is_async(spec: str, function_dir: str) -> bool:
+    """Reads (without running) the handler's module to see if it is ``async def``."""
+    module, function = split_handler(spec)
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return False
+    if found is None or not found.origin or not found.origin.endswith(".py"):
+        return False
+    try:
+        with open(found.origin, encoding="utf-8") as source:
+            tree = ast.parse(source.read())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == function:
+            return True
+    return False
+
+
+def resolve_kind(requested: str, settings: FunctionSettings) -> WorkerKind:
+    if requested in WORKER_KINDS:
+        return requested  # type: ignore[return-value]
+    return "async" if handler_is_async(settings.handler, settings.function_dir) else "process"
+
+
+def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
+               availability_timeout: float, event_timeout: float | None, max_waiting: int,
+               logger: Logger, loaded: LoadedHandler | None = None) -> WorkerPool:
+    """A pool of ``size`` workers of ``kind``; in-process kinds import the handler here."""
+    pool: WorkerPool
+    factory: object
+    if kind == "process":
+        from runtime.workers.process import ProcessWorker
+
+        def factory(worker_id: str) -> Worker:
+            return ProcessWorker(worker_id, settings, lambda w, why: pool.worker_exited(w, why))
+    else:
+        loaded = loaded or load_handler(settings.handler, settings.function_dir)
+        if kind == "thread":
+            from runtime.workers.thread import ThreadWorker
+
+            def factory(worker_id: str) -> Worker:
+                return ThreadWorker(worker_id, loaded, settings)
+        else:
+            if not loaded.is_async:
+                raise WorkerKindError(
+                    f"worker kind 'async' needs an 'async def' handler, but {settings.handler!r} "
+                    "is a plain function (use 'process' or 'thread')")
+            from runtime.workers.asyncio_ import AsyncSlot, SharedAsyncFunction
+
+            shared = SharedAsyncFunction(FunctionRunner(loaded, settings, "0"))
+
+            def factory(worker_id: str) -> Worker:
+                return AsyncSlot(worker_id, shared)
+    pool = WorkerPool(f"{settings.trigger_name}", factory, size,
+                      availability_timeout=availability_timeout, event_timeout=event_timeout,
+                      max_waiting=max_waiting, logger=logger)
+    return pool

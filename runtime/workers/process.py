@@ -1,0 +1,179 @@
+"""Process workers: one OS process per worker, Nuclio's isolation model.
+
+The processor talks to each worker over a Unix socket pair through an asyncio
+protocol (no thread, no extra task per event). A worker that overruns the
+event timeout is killed; one that dies (``os._exit``, SIGKILL, segfault) fails
+only its in-flight event; the pool starts a replacement either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import runtime
+from runtime.function import FunctionSettings, Payload, Result
+from runtime.pool import WorkerLost, WorkerStartError
+from runtime.workers import wire
+
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + path if path else "")
+    return env
+
+
+class _Channel(asyncio.Protocol):
+    def __init__(self, worker: ProcessWorker) -> None:
+        self._worker = worker
+        self._decoder = wire.Decoder()
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._decoder.feed(data):
+            self._worker._on_message(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._worker._on_lost()
+
+
+class ProcessWorker:
+    def __init__(self, worker_id: str, settings: FunctionSettings,
+                 on_exit: Callable[[ProcessWorker, str], None]) -> None:
+        self.worker_id = worker_id
+        self._settings = settings
+        self._on_exit = on_exit
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._pending: asyncio.Future[Any] | None = None
+        self._closed = False
+        self._stopping = False
+        self._early: collections.deque[tuple[str, Any]] = collections.deque()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime.workers.process_main", str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=_child_env())
+        finally:
+            child.close()
+        transport, _ = await loop.create_unix_connection(lambda: _Channel(self), sock=parent)
+        self._transport = transport
+        self._send(("start", self._settings, self.worker_id))
+        await self._expect("loaded")
+
+    async def init(self) -> None:
+        await self._expect("ready")
+
+    async def _expect(self, expected: str) -> None:
+        if self._early:
+            kind, value = self._early.popleft()
+        else:
+            kind, value = await self._wait_start_message()
+        if kind != expected:
+            self.kill()
+            raise WorkerStartError(str(value), load_error=kind == "load_error")
+
+    async def _wait_start_message(self) -> tuple[str, Any]:
+        fut = asyncio.get_running_loop().create_future()
+        self._pending = fut
+        try:
+            return await fut
+        except WorkerLost as lost:
+            raise WorkerStartError(f"worker {self.worker_id} exited during start-up "
+                                   f"({self._exit_description()})") from lost
+
+    def _send(self, message: Any) -> None:
+        assert self._transport is not None
+        self._transport.write(wire.encode(message))
+
+    async def run(self, payload: Payload, timeout: float | None) -> Result:
+        if self._closed:
+            raise WorkerLost(500, "the worker process is gone")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending = fut
+        self._send(("event", payload))
+        timer = loop.call_later(timeout, self._on_timeout, fut, timeout) if timeout else None
+        try:
+            _, result = await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return result
+
+    def _on_timeout(self, fut: asyncio.Future[Any], timeout: float) -> None:
+        if not fut.done():
+            fut.set_exception(WorkerLost(408, f"event timed out after {timeout:g}s"))
+            self.kill()
+
+    def _on_message(self, message: tuple[str, Any]) -> None:
+        fut = self._pending
+        if fut is not None and not fut.done():
+            self._pending = None
+            fut.set_result(message)
+        elif message[0] in ("loaded", "ready"):
+            self._early.append(message)  # start-up messages can arrive together
+
+    def _on_lost(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        fut = self._pending
+        reason = f"the worker process exited ({self._exit_description()})"
+        if fut is not None and not fut.done():
+            fut.set_exception(WorkerLost(500, reason))
+        elif not self._stopping:
+            self._on_exit(self, reason)
+        self._reap()
+
+    def _exit_description(self) -> str:
+        if self._proc is None:
+            return "not started"
+        code = self._proc.poll()
+        if code is None:
+            return "connection closed"
+        return f"signal {-code}" if code < 0 else f"exit code {code}"
+
+    def _reap(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            asyncio.get_running_loop().run_in_executor(None, proc.wait)
+
+    def kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        if self._transport is not None:
+            self._transport.close()
+
+    async def stop(self, timeout: float) -> None:
+        """Asks the worker to run its termination callback and exit."""
+        if self._closed or self._transport is None:
+            self.kill()
+            return
+        self._stopping = True
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(WorkerLost(503, "the processor is shutting down"))
+        fut = asyncio.get_running_loop().create_future()
+        self._pending = fut
+        self._send(("terminate", None))
+        with contextlib.suppress(TimeoutError, WorkerLost):
+            await asyncio.wait_for(fut, timeout)
+        self.kill()
+        if self._proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._proc.wait)

@@ -1,0 +1,97 @@
+"""Entry point of a process worker: ``python -m runtime.workers.process_main FD``.
+
+A plain blocking loop over a Unix socket inherited from the processor: one
+event in, one response out. It imports only the runtime (not aiohttp), so a
+worker costs little memory beyond the user's own imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import signal
+import socket
+import sys
+import traceback
+from typing import IO, Any
+
+from runtime.function import FunctionRunner, FunctionSettings
+from runtime.handler import HandlerLoadError, load_handler
+from runtime.workers import wire
+
+
+def _die_with_parent() -> None:
+    # Linux: get SIGKILL when the processor dies, so no worker is ever orphaned.
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _receive(reader: IO[bytes]) -> Any:
+    header = reader.read(wire.HEADER)
+    if len(header) < wire.HEADER:
+        return None
+    size = int.from_bytes(header, "little")
+    data = reader.read(size)
+    if len(data) < size:
+        return None
+    return wire.pickle.loads(data)
+
+
+def serve(sock: socket.socket) -> int:
+    reader: IO[bytes] = sock.makefile("rb", buffering=1 << 16)  # type: ignore[assignment]
+    send = sock.sendall
+    first = _receive(reader)
+    if first is None:
+        return 1
+    _, settings, worker_id = first
+    assert isinstance(settings, FunctionSettings)
+    try:
+        loaded = load_handler(settings.handler, settings.function_dir)
+    except HandlerLoadError as exc:
+        send(wire.encode(("load_error", str(exc))))
+        return 2
+    send(wire.encode(("loaded", None)))
+    runner = FunctionRunner(loaded, settings, worker_id)
+    loop = asyncio.new_event_loop() if loaded.is_async or loaded.init_is_async else None
+    try:
+        runner.init_sync(loop)
+    except BaseException as exc:
+        runner.logger.error_with("init_context raised", error=repr(exc),
+                                 traceback=traceback.format_exc())
+        send(wire.encode(("init_error", f"init_context raised {type(exc).__name__}: {exc}")))
+        return 3
+    send(wire.encode(("ready", None)))
+    run = runner.run_sync
+    encode = wire.encode
+    while True:
+        message = _receive(reader)
+        if message is None:
+            return 0
+        if message[0] == "event":
+            send(encode(("result", run(message[1], loop))))
+        elif message[0] == "terminate":
+            runner.terminate()
+            send(encode(("terminated", None)))
+            return 0
+
+
+def main() -> None:
+    _die_with_parent()
+    # Ctrl-C and SIGTERM reach the whole process group; the processor decides how
+    # and when workers stop (after draining), so workers ignore both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    try:
+        code = serve(sock)
+    except (BrokenPipeError, ConnectionResetError):
+        code = 0
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Triggers: one module per kind, each listed in ``triggers.registry``."""

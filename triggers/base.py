@@ -1,0 +1,68 @@
+"""What every trigger kind has: an attributes model, a life cycle, a pool.
+
+A trigger turns traffic into ``RawEvent``s and asks its pool to run them; it
+never calls the handler itself. Sockets are bound in ``bind`` (so a port in
+use is a config error before anything listens) and served from ``start``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from processor.config import Address, ConfigError, ResolvedTrigger
+from processor.metrics import TriggerMetrics
+from runtime.logger import Logger
+from runtime.pool import WorkerPool
+
+
+class TriggerAttributes(BaseModel):
+    # Unknown keys are reported as warnings by the processor, not rejected.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Trigger(ABC):
+    kind: ClassVar[str]
+    Attributes: ClassVar[type[TriggerAttributes]] = TriggerAttributes
+
+    def __init__(self, config: ResolvedTrigger, attributes: Any, pool: WorkerPool,
+                 metrics: TriggerMetrics, logger: Logger) -> None:
+        self.config = config
+        self.name = config.name
+        self.attributes = attributes
+        self.pool = pool
+        self.metrics = metrics
+        self.logger = logger
+
+    def bind(self) -> None:
+        """Reserves listening sockets; raises ConfigError when one cannot be had."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    async def stop_accepting(self) -> None:
+        """Stops taking new traffic; events already accepted keep running."""
+
+    async def close(self) -> None:
+        """Releases everything once in-flight events are done."""
+
+
+def bind_socket(address: Address, yaml_path: str) -> socket.socket:
+    """Binds (without listening) so a taken port fails at start-up, with its YAML path."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                              "in use; expected a free port") from None
+        raise ConfigError(f"{yaml_path}: cannot listen on {address}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock

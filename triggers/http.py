@@ -1,0 +1,190 @@
+"""The HTTP trigger: Nuclio's default way in.
+
+Requests become events (method, path without query, query string as
+``fields``, headers, body); the response comes back from the pool. Overload
+gets 503 after the availability timeout, oversized bodies 413, timeouts 408.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_request import BaseRequest
+from pydantic import Field
+
+from processor.config import DEFAULT_HTTP_PORT, parse_address
+from processor.http_server import BoundHTTPServer
+from runtime.batching import Batcher
+from runtime.events import RawEvent, new_event_id
+from runtime.logger import parse_level
+from runtime.pool import WorkerUnavailable
+from runtime.responses import JSON, RawResponse, dump_json
+from triggers.base import Trigger, TriggerAttributes, bind_socket
+
+LOGS_HEADER_LIMIT = 4096
+_LOG_LEVEL_HEADER = "X-Nuclio-Log-Level"
+
+
+class CORS(TriggerAttributes):
+    enabled: bool = False
+    allowOrigins: list[str] = Field(default_factory=lambda: ["*"])
+    allowMethods: list[str] = Field(
+        default_factory=lambda: ["HEAD", "GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+    allowHeaders: list[str] = Field(
+        default_factory=lambda: ["Accept", "Content-Length", "Content-Type", "Authorization",
+                                 "X-Nuclio-Log-Level"])
+    allowCredentials: bool = False
+    preflightMaxAgeSeconds: int = -1
+    exposeHeaders: list[str] = Field(default_factory=lambda: ["X-Nuclio-Logs"])
+
+
+class HTTPAttributes(TriggerAttributes):
+    port: int | None = Field(None, ge=0, le=65535)
+    maxRequestBodySize: int = Field(4 * 1024 * 1024, ge=0)
+    cors: CORS | None = None
+    # Accepted for Nuclio compatibility; deployment concerns with no effect here.
+    ingresses: dict[str, Any] | None = None
+    readBufferSize: int | None = None
+    reduceMemoryUsage: bool | None = None
+    serviceType: str | None = None
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, body=dump_json({"error": message}),
+                        headers={"Content-Type": JSON})
+
+
+def _logs_header(records: list[dict[str, Any]]) -> str:
+    """Nuclio returns captured logs JSON-encoded in a header; keep it under 4 KiB."""
+    while records:
+        encoded = json.dumps(records, separators=(",", ":"), default=str)
+        if len(encoded) <= LOGS_HEADER_LIMIT:
+            return encoded
+        records = records[:-1]
+    return "[]"
+
+
+class HTTPTrigger(Trigger):
+    kind = "http"
+    Attributes = HTTPAttributes
+    attributes: HTTPAttributes
+
+    def bind(self) -> None:
+        address = parse_address(self.config.url or f":{DEFAULT_HTTP_PORT}",
+                                f"{self.config.yaml_path}.url")
+        if self.attributes.port is not None:
+            address = type(address)(address.host, self.attributes.port)
+        self.address = address
+        self._server = BoundHTTPServer(
+            self._handle, bind_socket(address, f"{self.config.yaml_path}.attributes.port"),
+            client_max_size=self.attributes.maxRequestBodySize)
+        batch = self.config.batch
+        self._submit = (Batcher(self.pool.submit, batch.batchSize, batch.timeout).submit
+                        if batch is not None else self.pool.submit)
+        self._cors = self.attributes.cors if self.attributes.cors and \
+            self.attributes.cors.enabled else None
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    async def start(self) -> None:
+        await self._server.start()
+        self.logger.info_with("HTTP trigger listening", trigger=self.name,
+                              address=f"{self.address.host}:{self.port}",
+                              workers=self.pool.size)
+
+    async def stop_accepting(self) -> None:
+        self._server.stop_listening()
+
+    async def close(self) -> None:
+        await self._server.shutdown(1.0)
+
+    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        path = request.path
+        if path == "/__internal/health":
+            return web.Response(text="OK")
+        cors = self._cors
+        if cors is not None and request.method == "OPTIONS" and \
+                "Access-Control-Request-Method" in request.headers:
+            return self._preflight(request, cors)
+        max_size = self.attributes.maxRequestBodySize
+        length = request.content_length
+        if length is not None and length > max_size:
+            self.metrics.rejected("body_too_large")
+            return _json_error(413, f"request body is larger than {max_size} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected("body_too_large")
+            return _json_error(413, f"request body is larger than {max_size} bytes")
+        headers = request.headers
+        level_name = headers.get(_LOG_LEVEL_HEADER)
+        raw = RawEvent(new_event_id(), body, headers.get("Content-Type", ""), dict(headers),
+                       dict(request.query), request.method, path, request.path_qs, time.time(),
+                       "http", self.name, parse_level(level_name) if level_name else None)
+        try:
+            result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
+        except WorkerUnavailable as exc:
+            self.metrics.rejected("no_worker")
+            return _json_error(503, str(exc))
+        response = self._to_http(result, request)
+        self.metrics.observe_latency(time.perf_counter() - started)
+        return response
+
+    def _to_http(self, result: RawResponse, request: BaseRequest) -> web.Response:
+        status = result.status
+        if not 100 <= status <= 599:
+            return _json_error(500, f"the function returned an invalid status code {status}")
+        if result.headers:
+            headers = dict(result.headers)
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = result.content_type
+        else:
+            headers = {"Content-Type": result.content_type}
+        if result.logs is not None:
+            headers["X-Nuclio-Logs"] = _logs_header(result.logs)
+        if self._cors is not None:
+            self._add_cors(headers, request, self._cors)
+        try:
+            return web.Response(status=status, body=result.body, headers=headers)
+        except ValueError as exc:  # e.g. a header value with a newline
+            return _json_error(500, f"the function returned an invalid response: {exc}")
+
+    @staticmethod
+    def _origin_allowed(origin: str, cors: CORS) -> bool:
+        return "*" in cors.allowOrigins or origin in cors.allowOrigins
+
+    def _add_cors(self, headers: dict[str, str], request: BaseRequest, cors: CORS) -> None:
+        origin = request.headers.get("Origin")
+        if origin is None or not self._origin_allowed(origin, cors):
+            return
+        headers["Access-Control-Allow-Origin"] = origin if cors.allowCredentials or \
+            "*" not in cors.allowOrigins else "*"
+        if cors.allowCredentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        if cors.exposeHeaders:
+            headers["Access-Control-Expose-Headers"] = ", ".join(cors.exposeHeaders)
+
+    def _preflight(self, request: BaseRequest, cors: CORS) -> web.Response:
+        origin = request.headers.get("Origin", "")
+        method = request.headers.get("Access-Control-Request-Method", "").upper()
+        allowed_methods = {m.upper() for m in cors.allowMethods}
+        asked = [h.strip() for h in
+                 request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
+        allowed_headers = {h.lower() for h in cors.allowHeaders}
+        if (not self._origin_allowed(origin, cors) or method not in allowed_methods
+                or any(h.lower() not in allowed_headers for h in asked)):
+            return web.Response(status=400, text="CORS preflight request is not allowed")
+        headers = {
+            "Access-Control-Allow-Methods": ", ".join(cors.allowMethods),
+            "Access-Control-Allow-Headers": ", ".join(cors.allowHeaders),
+        }
+        if cors.preflightMaxAgeSeconds >= 0:
+            headers["Access-Control-Max-Age"] = str(cors.preflightMaxAgeSeconds)
+        self._add_cors(headers, request, cors)
+        return web.Response(status=200, headers=headers)

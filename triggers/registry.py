@@ -1,0 +1,25 @@
+"""Trigger kind -> implementing class, imported only when a config uses it."""
+
+from __future__ import annotations
+
+import importlib
+
+from triggers.base import Trigger
+
+# kind: "module:Class" (lazy, so an unused trigger's dependencies never load)
+TRIGGERS: dict[str, str] = {
+    "http": "triggers.http:HTTPTrigger",
+}
+
+
+class UnknownTriggerKind(KeyError):
+    pass
+
+
+def trigger_class(kind: str) -> type[Trigger]:
+    target = TRIGGERS.get(kind)
+    if target is None:
+        raise UnknownTriggerKind(kind)
+    module, _, name = target.partition(":")
+    cls: type[Trigger] = getattr(importlib.import_module(module), name)
+    return cls
