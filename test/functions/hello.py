@@ -1,0 +1,2 @@
+def handler(context, event):
+    return "hello"
