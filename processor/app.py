@@ -63,7 +63,9 @@ def apply_env(config: LoadedConfig) -> None:
 
 class Processor:
     def __init__(self, config: LoadedConfig, platform: PlatformConfig, logger: Logger,
-                 function_log_level: int, log_format: str) -> None:
+                 function_log_level: int, log_format: str, listen_host: str = "0.0.0.0"
+                 ) -> None:
+        self._listen_host = listen_host
         self.config = config
         self.platform = platform
         self.logger = logger
@@ -128,20 +130,21 @@ class Processor:
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
         health_cfg = self.platform.healthCheck
-        health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress")
+        host = self._listen_host
+        health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress", host)
                   if health_cfg.enabled else None)
         metrics_address = None
         metrics_cfg = self.platform.metrics
         if metrics_cfg is None:
-            metrics_address = parse_address(":8090", "metrics")
+            metrics_address = parse_address(":8090", "metrics", host)
         else:
             for name, sink in metrics_cfg.sinks.items():
                 if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
-                    metrics_address = parse_address(sink.url, f"metrics.sinks.{name}.url")
+                    metrics_address = parse_address(sink.url, f"metrics.sinks.{name}.url", host)
                     break
         self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe)
         for running in self._running:
-            running.trigger.bind()
+            running.trigger.bind(host)
 
     def _ready_probe(self) -> tuple[bool, dict[str, Any]]:
         triggers = {r.trigger.name: {"kind": r.trigger.kind, "ready": r.pool.ready,

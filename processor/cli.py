@@ -35,6 +35,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Nuclio platform.yaml (health check, metrics, logger)")
     parser.add_argument("--function-dir", default=None,
                         help="where the handler module lives (default: the config's folder)")
+    parser.add_argument("--listen-host", default=os.environ.get("NUCLIO_LISTEN_HOST", "0.0.0.0"),
+                        help="host for listen addresses that name only a port, such as "
+                             "':8080' (default: %(default)s; 127.0.0.1 keeps a sidecar private)")
     parser.add_argument("--log-format", choices=["json", "text"], default=None,
                         help="log line format (default: json, or the platform logger sink's "
                              "attributes.encoding)")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     logger = Logger("processor", system_level, fmt)
     apply_env(config)
     _use_uvloop()
-    processor = Processor(config, platform, logger, function_level, fmt)
+    processor = Processor(config, platform, logger, function_level, fmt, args.listen_host)
     try:
         asyncio.run(processor.run())
     except ConfigError as exc:

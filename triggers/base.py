@@ -38,8 +38,9 @@ class Trigger(ABC):
         self.metrics = metrics
         self.logger = logger
 
-    def bind(self) -> None:
-        """Reserves listening sockets; raises ConfigError when one cannot be had."""
+    def bind(self, default_host: str) -> None:
+        """Reserves listening sockets (``default_host`` where the config names no host);
+        raises ConfigError when one cannot be had."""
 
     @abstractmethod
     async def start(self) -> None: ...

@@ -72,9 +72,9 @@ class HTTPTrigger(Trigger):
     Attributes = HTTPAttributes
     attributes: HTTPAttributes
 
-    def bind(self) -> None:
+    def bind(self, default_host: str) -> None:
         address = parse_address(self.config.url or f":{DEFAULT_HTTP_PORT}",
-                                f"{self.config.yaml_path}.url")
+                                f"{self.config.yaml_path}.url", default_host)
         if self.attributes.port is not None:
             address = type(address)(address.host, self.attributes.port)
         self.address = address
