@@ -72,7 +72,7 @@ def test_every_return_type(start_processor, kind, suffix):
 
 @pytest.mark.parametrize(("kind", "suffix"), KINDS)
 def test_event_and_context_fields(start_processor, kind, suffix):
-    proc, base = _start(start_processor, "inspect_event", kind, suffix,
+    _, base = _start(start_processor, "inspect_event", kind, suffix,
                         env=[{"name": "CUSTOM_VAR", "value": "custom"},
                              {"name": "NUMBER_VAR", "value": 5}])
     r = requests.post(base + "/some/path?x=1&y=two", timeout=10,
