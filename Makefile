@@ -1,20 +1,33 @@
-# Everyday targets. `make test` is what CI runs (through .ci/run).
+# Everyday targets. `make run` and `make test` each do their own set-up, so a
+# fresh machine needs nothing else; CI runs `make test` through .ci/run.
 PYTHON ?= python3
+PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: install run test lint bench
+.PHONY: install install-test run test lint unit e2e bench
 
 install:
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e .
 
-run:
-	processor --config examples/hello/function.yaml
+install-test:
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[test]'
 
-test:
-	$(PYTHON) -m pytest -q
+run: install
+	$(PYTHON) -m processor.cli --config examples/hello/function.yaml --log-format text
 
 lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 
-bench:
+test: install-test lint
+	$(PYTHON) -m pytest -q
+
+unit:
+	$(PYTHON) -m pytest -q test/unit
+
+e2e:
+	$(PYTHON) -m pytest -q test/e2e
+
+bench: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) test/bench/http_bench.py

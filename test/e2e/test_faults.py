@@ -130,40 +130,37 @@ def test_blocking_handler_does_not_block_others(start_processor, kind):
     assert result["slow"] == 200
 
 
-def test_overload_gets_503_after_availability_timeout(start_processor):
+def _call_while_busy(start_processor, availability_ms: int):
+    """One worker kept busy by a 2 s event; returns (processor, base, response, seconds)
+    for a second request that has to wait for it."""
     port = free_port()
     cfg = function_config("faults:handler", port=port, workers=1,
-                          http_extra={"workerAvailabilityTimeoutMilliseconds": 300})
+                          http_extra={"workerAvailabilityTimeoutMilliseconds": availability_ms})
     proc = start_processor(cfg)
     base = _base(port)
     blocker = threading.Thread(target=lambda: requests.get(base + "/sleep?s=2", timeout=10))
     blocker.start()
     time.sleep(0.3)
     started = time.monotonic()
-    r = requests.get(base + "/ok", timeout=10)
+    response = requests.get(base + "/ok", timeout=10)
     elapsed = time.monotonic() - started
+    blocker.join()
+    return proc, base, response, elapsed
+
+
+def test_overload_gets_503_after_availability_timeout(start_processor):
+    proc, base, r, elapsed = _call_while_busy(start_processor, 300)
     assert r.status_code == 503
     assert "within 0.3s" in r.json()["error"]
     assert 0.25 <= elapsed < 1.5
-    blocker.join()
     assert proc.metric("nuclio_processor_worker_allocation_timeout_total") == 1
     _healthy(base)
 
 
 def test_zero_availability_timeout_fails_at_once(start_processor):
-    port = free_port()
-    cfg = function_config("faults:handler", port=port, workers=1,
-                          http_extra={"workerAvailabilityTimeoutMilliseconds": 0})
-    start_processor(cfg)
-    base = _base(port)
-    blocker = threading.Thread(target=lambda: requests.get(base + "/sleep?s=1.5", timeout=10))
-    blocker.start()
-    time.sleep(0.3)
-    started = time.monotonic()
-    r = requests.get(base + "/ok", timeout=10)
+    _, _, r, elapsed = _call_while_busy(start_processor, 0)
     assert r.status_code == 503
-    assert time.monotonic() - started < 0.25
-    blocker.join()
+    assert elapsed < 0.25
 
 
 def test_waiting_event_gets_the_next_free_worker(start_processor):
