@@ -13,6 +13,7 @@ Phases, in order, each with one job:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -181,11 +182,28 @@ class Processor:
         try:
             self.build()
             self.bind()
-            await self.start()
+            if not await self._start_unless_stopped():
+                self.logger.info("Stopped during start-up")
+                return
             await self._stop.wait()
             self.logger.info("Stopping: no new events; draining in-flight events")
         finally:
             await self.shutdown()
+
+    async def _start_unless_stopped(self) -> bool:
+        """Starts up, unless a signal comes first (a hung init_context must not make the
+        processor unstoppable)."""
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            stopping.cancel()
+            starting.result()  # re-raise start-up errors
+            return True
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        return False
 
     async def shutdown(self) -> None:
         self._ready = False
@@ -198,7 +216,9 @@ class Processor:
                                       trigger=running.trigger.name,
                                       inflight=running.pool.inflight)
         for running in self._running:
-            await running.pool.stop(running.trigger.config.termination_timeout)
+            # A pool that never got ready has nothing to finish: do not wait for it.
+            timeout = running.trigger.config.termination_timeout if running.pool.ready else 0.5
+            await running.pool.stop(timeout)
             await running.trigger.close()
         if self._health is not None:
             await self._health.close()

@@ -205,3 +205,25 @@ def test_failing_init_context_exits_1(start_processor):
     proc = start_processor(function_config("init_fails:handler", port=port), ready=False)
     assert proc.proc.wait(20) == 1
     assert "cannot load the model" in proc.logs
+
+
+def test_live_but_not_ready_during_init_and_sigterm_still_stops(start_processor):
+    port = free_port()
+    proc = start_processor(function_config("slow_init:handler", port=port), ready=False)
+    deadline = time.monotonic() + 15
+    live = None
+    while time.monotonic() < deadline:
+        try:
+            live = requests.get(proc.url(proc.health_port, "/live"), timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    assert live is not None and live.status_code == 200
+    ready = requests.get(proc.url(proc.health_port, "/ready"), timeout=2)
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    with pytest.raises(requests.ConnectionError):  # the trigger is not listening yet
+        requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+    started = time.monotonic()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(10) == 0
+    assert time.monotonic() - started < 5
