@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -31,11 +30,13 @@ from processor.config import (
 )
 from processor.health import HealthServer
 from processor.metrics import Metrics
+from processor.startup import function_settings
 from runtime.function import FunctionSettings
 from runtime.handler import HandlerLoadError, LoadedHandler, check_module_exists, load_handler
 from runtime.logger import Logger
 from runtime.pool import WorkerPool, WorkerStartError
 from runtime.workers import WorkerKindError, build_pool, resolve_kind
+from runtime.workers.process import discard_unclaimed
 from triggers.base import Trigger
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
 
@@ -48,18 +49,6 @@ class FunctionInitError(Exception):
 class _Running:
     trigger: Trigger
     pool: WorkerPool
-
-
-def apply_env(config: LoadedConfig) -> None:
-    """Nuclio's platform puts ``spec.env`` and function metadata in the environment."""
-    function = config.function
-    for var in function.spec.env:
-        os.environ[var.name] = var.value
-    os.environ.setdefault("NUCLIO_FUNCTION_NAME", function.metadata.name)
-    os.environ.setdefault("NUCLIO_FUNCTION_HANDLER", function.spec.handler)
-    os.environ.setdefault("NUCLIO_FUNCTION_VERSION", "latest")
-    os.environ.setdefault("NUCLIO_NAMESPACE", function.metadata.namespace)
-    os.environ.setdefault("NUCLIO_FUNCTION_DIR", config.function_dir)
 
 
 class Processor:
@@ -81,13 +70,8 @@ class Processor:
 
     # -- phase 1: build -----------------------------------------------------------
     def _settings(self, trigger: ResolvedTrigger) -> FunctionSettings:
-        fn = self.config.function
-        return FunctionSettings(
-            handler=fn.spec.handler, function_dir=self.config.function_dir,
-            function_name=fn.metadata.name, namespace=fn.metadata.namespace,
-            trigger_kind=trigger.kind, trigger_name=trigger.name,
-            log_level=self._function_log_level, log_format=self._log_format,
-            expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks)
+        return function_settings(self.config, trigger, self._function_log_level,
+                                 self._log_format)
 
     def build(self) -> None:
         spec = self.config.function.spec
@@ -127,6 +111,7 @@ class Processor:
             self._running.append(_Running(trigger, pool))
             self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
                                    worker_kind=kind, workers=trig.num_workers)
+        discard_unclaimed()
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:

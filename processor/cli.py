@@ -11,7 +11,6 @@ import asyncio
 import os
 import sys
 
-from processor.app import FunctionInitError, Processor, apply_env
 from processor.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
@@ -19,6 +18,7 @@ from processor.config import (
     load_function_config,
     load_platform_config,
 )
+from processor.startup import apply_env, prespawn_workers
 from runtime.logger import INFO, Logger, parse_level
 
 EXIT_CONFIG = 2
@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     system_level, function_level, fmt = _logging_choices(platform, args)
     logger = Logger("processor", system_level, fmt)
     apply_env(config)
+    prespawn_workers(config, function_level, fmt)
+    # Only now the heavy imports (aiohttp, prometheus-client), while workers start.
+    from processor.app import FunctionInitError, Processor
+
     _use_uvloop()
     processor = Processor(config, platform, logger, function_level, fmt, args.listen_host)
     try:

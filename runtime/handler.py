@@ -32,7 +32,7 @@ def split_handler(spec: str) -> tuple[str, str]:
     return module.strip(), function.strip()
 
 
-def _add_path(function_dir: str) -> None:
+def add_function_dir(function_dir: str) -> None:
     if function_dir not in sys.path:
         sys.path.insert(0, function_dir)
 
@@ -40,7 +40,7 @@ def _add_path(function_dir: str) -> None:
 def check_module_exists(spec: str, function_dir: str) -> None:
     """Fails early, without running the module, when its file is missing."""
     module, _ = split_handler(spec)
-    _add_path(function_dir)
+    add_function_dir(function_dir)
     top = module.split(".", 1)[0]
     try:
         found = importlib.util.find_spec(top)
@@ -54,7 +54,7 @@ def check_module_exists(spec: str, function_dir: str) -> None:
 
 def load_handler(spec: str, function_dir: str) -> LoadedHandler:
     module_name, function_name = split_handler(spec)
-    _add_path(function_dir)
+    add_function_dir(function_dir)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

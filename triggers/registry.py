@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from triggers.base import Trigger
+if TYPE_CHECKING:  # keep this module light: the CLI reads TRIGGERS before heavy imports
+    from triggers.base import Trigger
 
 # kind: "module:Class" (lazy, so an unused trigger's dependencies never load)
 TRIGGERS: dict[str, str] = {

@@ -13,7 +13,7 @@ import importlib.util
 from typing import Literal
 
 from runtime.function import FunctionRunner, FunctionSettings
-from runtime.handler import LoadedHandler, load_handler, split_handler
+from runtime.handler import LoadedHandler, add_function_dir, load_handler, split_handler
 from runtime.logger import Logger
 from runtime.pool import Worker, WorkerPool
 
@@ -28,6 +28,7 @@ class WorkerKindError(Exception):
 def handler_is_async(spec: str, function_dir: str) -> bool:
     """Reads (without running) the handler's module to see if it is ``async def``."""
     module, function = split_handler(spec)
+    add_function_dir(function_dir)
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError):
@@ -58,10 +59,10 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     pool: WorkerPool
     factory: object
     if kind == "process":
-        from runtime.workers.process import ProcessWorker
+        from runtime.workers.process import claim_worker
 
         def factory(worker_id: str) -> Worker:
-            return ProcessWorker(worker_id, settings, lambda w, why: pool.worker_exited(w, why))
+            return claim_worker(worker_id, settings, lambda w, why: pool.worker_exited(w, why))
     else:
         loaded = loaded or load_handler(settings.handler, settings.function_dir)
         if kind == "thread":

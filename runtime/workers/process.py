@@ -48,7 +48,7 @@ class _Channel(asyncio.Protocol):
 
 class ProcessWorker:
     def __init__(self, worker_id: str, settings: FunctionSettings,
-                 on_exit: Callable[[ProcessWorker, str], None]) -> None:
+                 on_exit: Callable[[ProcessWorker, str], None] = lambda w, why: None) -> None:
         self.worker_id = worker_id
         self._settings = settings
         self._on_exit = on_exit
@@ -58,13 +58,15 @@ class ProcessWorker:
         self._closed = False
         self._stopping = False
         self._early: collections.deque[tuple[str, Any]] = collections.deque()
+        self._sock: socket.socket | None = None
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    async def load(self) -> None:
-        loop = asyncio.get_running_loop()
+    def spawn(self) -> None:
+        """Starts the OS process and hands it its settings; needs no event loop, so the
+        CLI can call it before the processor's heavier imports (see ``prespawn``)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = subprocess.Popen(
@@ -72,9 +74,17 @@ class ProcessWorker:
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=_child_env())
         finally:
             child.close()
-        transport, _ = await loop.create_unix_connection(lambda: _Channel(self), sock=parent)
+        parent.sendall(wire.encode(("start", self._settings, self.worker_id)))
+        self._sock = parent
+
+    async def load(self) -> None:
+        if self._sock is None:
+            self.spawn()
+        assert self._sock is not None
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(lambda: _Channel(self),
+                                                         sock=self._sock)
         self._transport = transport
-        self._send(("start", self._settings, self.worker_id))
         await self._expect("loaded")
 
     async def init(self) -> None:
@@ -160,6 +170,8 @@ class ProcessWorker:
             self._proc.kill()
         if self._transport is not None:
             self._transport.close()
+        elif self._sock is not None:
+            self._sock.close()
 
     async def stop(self, timeout: float) -> None:
         """Asks the worker to run its termination callback and exit."""
@@ -177,3 +189,35 @@ class ProcessWorker:
         self.kill()
         if self._proc is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._proc.wait)
+
+
+# Workers started by the CLI before the event loop exists, keyed by trigger and worker id.
+_prespawned: dict[tuple[str, str], ProcessWorker] = {}
+
+
+def prespawn(settings: FunctionSettings, count: int) -> None:
+    """Starts a trigger's worker processes early, so that their interpreter start-up and
+    handler import overlap with the processor's own imports (cold start)."""
+    for i in range(count):
+        worker = ProcessWorker(str(i), settings)
+        worker.spawn()
+        _prespawned[(settings.trigger_name, worker.worker_id)] = worker
+
+
+def claim_worker(worker_id: str, settings: FunctionSettings,
+                 on_exit: Callable[[ProcessWorker, str], None]) -> ProcessWorker:
+    """A prespawned worker for this slot if one matches, else a new one."""
+    worker = _prespawned.pop((settings.trigger_name, worker_id), None)
+    if worker is not None and worker._settings == settings:
+        worker._on_exit = on_exit
+        return worker
+    if worker is not None:
+        worker.kill()
+    return ProcessWorker(worker_id, settings, on_exit)
+
+
+def discard_unclaimed() -> None:
+    """Stops prespawned workers no pool took (e.g. the config resolved differently)."""
+    for worker in _prespawned.values():
+        worker.kill()
+    _prespawned.clear()

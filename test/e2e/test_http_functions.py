@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -111,9 +112,16 @@ def test_event_and_context_fields(start_processor, kind, suffix):
     assert len(ids) == 20  # unique event ids (Nuclio's Python runtime repeats them)
 
 
+def _child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return children
+
+
 def test_init_context_runs_once_per_process_worker(start_processor):
     port = free_port()
-    start_processor(function_config("inspect_event:handler", port=port, workers=2,
+    proc = start_processor(function_config("inspect_event:handler", port=port, workers=2,
                                      runtime_attributes={"workerKind": "process"}))
     base = f"http://127.0.0.1:{port}"
 
@@ -123,6 +131,7 @@ def test_init_context_runs_once_per_process_worker(start_processor):
     with ThreadPoolExecutor(8) as pool:
         seen = list(pool.map(call, range(40)))
     workers = {(s["worker_id"], s["pid"]) for s in seen}
+    assert sorted(_child_pids(proc.proc.pid)) == sorted({pid for _, pid in workers})
     assert {w for w, _ in workers} == {"0", "1"}
     assert len({pid for _, pid in workers}) == 2  # two OS processes
     # user_data persists per worker: each worker's call counter grows past 1.
@@ -131,10 +140,11 @@ def test_init_context_runs_once_per_process_worker(start_processor):
 
 def test_async_handler_with_async_init(start_processor):
     port = free_port()
-    start_processor(function_config("async_init:handler", port=port, workers=8))
+    proc = start_processor(function_config("async_init:handler", port=port, workers=8))
     base = f"http://127.0.0.1:{port}"
     r = requests.get(base + "/", timeout=10)
     assert r.json()["init"] == "async-init"
+    assert _child_pids(proc.proc.pid) == []  # no process worker was started, or left over
 
     # Auto-selected async kind: 8 concurrent 0.5 s sleeps finish together, not in series.
     def call(_):

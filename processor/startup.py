@@ -1,0 +1,52 @@
+"""Start-up work that must not wait for the processor's heavier imports.
+
+Importing aiohttp and prometheus-client takes a good part of a cold start;
+process workers need neither, so the CLI starts them first and the two
+overlap. Everything here imports only the runtime.
+"""
+
+from __future__ import annotations
+
+import os
+
+from processor.config import LoadedConfig, ResolvedTrigger
+from runtime.function import FunctionSettings
+from runtime.handler import split_handler
+from runtime.workers import resolve_kind
+from runtime.workers.process import prespawn
+from triggers.registry import TRIGGERS
+
+
+def function_settings(config: LoadedConfig, trigger: ResolvedTrigger, log_level: int,
+                      log_format: str) -> FunctionSettings:
+    fn = config.function
+    return FunctionSettings(
+        handler=fn.spec.handler, function_dir=config.function_dir,
+        function_name=fn.metadata.name, namespace=fn.metadata.namespace,
+        trigger_kind=trigger.kind, trigger_name=trigger.name,
+        log_level=log_level, log_format=log_format,
+        expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks)
+
+
+def prespawn_workers(config: LoadedConfig, log_level: int, log_format: str) -> None:
+    """Starts the process workers of every trigger the processor will run."""
+    split_handler(config.function.spec.handler)
+    requested = config.function.spec.runtimeAttributes.workerKind
+    for trigger in config.triggers:
+        if trigger.kind not in TRIGGERS:
+            continue  # reported as a config error later
+        settings = function_settings(config, trigger, log_level, log_format)
+        if resolve_kind(requested, settings) == "process":
+            prespawn(settings, trigger.num_workers)
+
+
+def apply_env(config: LoadedConfig) -> None:
+    """Nuclio's platform puts ``spec.env`` and function metadata in the environment."""
+    function = config.function
+    for var in function.spec.env:
+        os.environ[var.name] = var.value
+    os.environ.setdefault("NUCLIO_FUNCTION_NAME", function.metadata.name)
+    os.environ.setdefault("NUCLIO_FUNCTION_HANDLER", function.spec.handler)
+    os.environ.setdefault("NUCLIO_FUNCTION_VERSION", "latest")
+    os.environ.setdefault("NUCLIO_NAMESPACE", function.metadata.namespace)
+    os.environ.setdefault("NUCLIO_FUNCTION_DIR", config.function_dir)
