@@ -394,6 +394,12 @@ def load_platform_config(path: str | None) -> PlatformConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping, got {type(data).__name__}")
     try:
-        return PlatformConfig.model_validate(data)
+        platform = PlatformConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
+    # Check listen addresses now, so the message names this file.
+    parse_address(platform.healthCheck.listenAddress, f"{path}: healthCheck.listenAddress")
+    for name, sink in (platform.metrics.sinks.items() if platform.metrics else ()):
+        if sink.kind == "prometheusPull":
+            parse_address(sink.url, f"{path}: metrics.sinks.{name}.url")
+    return platform

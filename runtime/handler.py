@@ -58,7 +58,7 @@ def load_handler(spec: str, function_dir: str) -> LoadedHandler:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
             raise HandlerLoadError(
                 f"handler module {module_name!r} not found in {function_dir}") from exc
         raise HandlerLoadError(

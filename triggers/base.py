@@ -52,8 +52,26 @@ class Trigger(ABC):
         """Releases everything once in-flight events are done."""
 
 
+# Addresses this process has bound, with the YAML path that asked for each. Two
+# SO_REUSEADDR sockets may bind one port on Linux while neither listens, so the
+# kernel would not catch a port named twice in the config.
+_bound: dict[tuple[str, int], str] = {}
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _check_not_bound_here(address: Address, yaml_path: str) -> None:
+    if address.port == 0:
+        return
+    for (host, port), owner in _bound.items():
+        if port == address.port and (host == address.host or host in _WILDCARDS
+                                     or address.host in _WILDCARDS):
+            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                              f"used by {owner}; expected a free port")
+
+
 def bind_socket(address: Address, yaml_path: str) -> socket.socket:
     """Binds (without listening) so a taken port fails at start-up, with its YAML path."""
+    _check_not_bound_here(address, yaml_path)
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -66,4 +84,5 @@ def bind_socket(address: Address, yaml_path: str) -> socket.socket:
                               "in use; expected a free port") from None
         raise ConfigError(f"{yaml_path}: cannot listen on {address}: {exc.strerror}") from None
     sock.setblocking(False)
+    _bound[(address.host, address.port)] = yaml_path
     return sock

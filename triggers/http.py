@@ -71,6 +71,7 @@ class HTTPTrigger(Trigger):
     kind = "http"
     Attributes = HTTPAttributes
     attributes: HTTPAttributes
+    _server: BoundHTTPServer | None = None
 
     def bind(self, default_host: str) -> None:
         address = parse_address(self.config.url or f":{DEFAULT_HTTP_PORT}",
@@ -89,19 +90,23 @@ class HTTPTrigger(Trigger):
 
     @property
     def port(self) -> int:
+        assert self._server is not None
         return self._server.port
 
     async def start(self) -> None:
+        assert self._server is not None
         await self._server.start()
         self.logger.info_with("HTTP trigger listening", trigger=self.name,
                               address=f"{self.address.host}:{self.port}",
                               workers=self.pool.size)
 
     async def stop_accepting(self) -> None:
-        self._server.stop_listening()
+        if self._server is not None:
+            self._server.stop_listening()
 
     async def close(self) -> None:
-        await self._server.shutdown(1.0)
+        if self._server is not None:
+            await self._server.shutdown(1.0)
 
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
