@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""HTTP benchmark: the processor's http trigger against a bare aiohttp app.
+
+Run as ``python test/bench/http_bench.py`` (``make bench``). Every figure is a
+ratio against a reference measured in the same run on the same machine, because
+these machines are shared and noisy (DESIGN.md section 7): a hello-world aiohttp
+app on uvloop, then the processor serving a hello-world Nuclio handler with each
+worker kind. Load comes from ``wrk``; runs are interleaved across rounds and the
+medians are reported. Also measured: cold start to ``/ready`` and the memory of
+process workers. Results go to stdout (a table) and to ``results/http.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_PATH = ROOT / "test" / "bench" / "results" / "http.json"
+
+CONNECTIONS = 32
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+READY_TIMEOUT = 30.0
+P99_LIMIT = 2.0  # every configuration's p99 must be within this multiple of the reference's
+COLD_START_TARGET = 0.5  # seconds, process kind with one worker
+
+# The reference server: what "a bare aiohttp app" means here. It prints its loop
+# class once at start-up so the benchmark can show that uvloop really ran.
+REFERENCE_APP = """
+import asyncio, sys
+import uvloop
+from aiohttp import web
+
+async def hello(request):
+    return web.Response(text="hello")
+
+async def announce(app):
+    loop = asyncio.get_running_loop()
+    print(f"loop={type(loop).__module__}.{type(loop).__qualname__}", flush=True)
+
+app = web.Application()
+app.router.add_get("/", hello)
+app.on_startup.append(announce)
+asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+SYNC_HANDLER = 'def handler(context, event):\n    return "hello"\n'
+ASYNC_HANDLER = 'async def handler(context, event):\n    return "hello"\n'
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One configuration under load; ``kind`` None is the bare aiohttp reference."""
+
+    name: str
+    kind: str | None = None
+    workers: int = 1
+    min_rps_ratio: float | None = None
+
+    @property
+    def module(self) -> str:
+        return "hello_async" if self.kind == "async" else "hello_sync"
+
+
+REFERENCE = Setup("aiohttp reference")
+PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5)
+SETUPS = (
+    REFERENCE,
+    Setup("processor async x64", "async", 64, min_rps_ratio=0.8),
+    PROCESS,
+    Setup("processor thread x4", "thread", 4),
+)
+
+
+@dataclass
+class WrkRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx_3xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    # Server CPU (process and its workers, user + system) per request: unlike req/s,
+    # barely moved by other programs competing for the machine.
+    cpu_us_per_request: float | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        found = [f"{n} non-2xx/3xx"] if (n := self.non_2xx_3xx) else []
+        found += [f"{n} socket {kind} errors" for kind, n in self.socket_errors.items() if n]
+        return found
+
+
+@dataclass
+class Server:
+    setup: Setup
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    ready_port: int
+    ready_path: str
+    launched_at: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+
+# -- small helpers ---------------------------------------------------------------
+def free_port() -> int:
+    """Asks the OS for a free loopback port (others may hold 8080, 8082, ...)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
+    """Status and body, or None while nothing answers (not listening yet)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM first so the processor drains and stops its workers; then SIGKILL."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+# -- starting servers ---------------------------------------------------------------
+def write_handlers(workdir: Path) -> None:
+    (workdir / "hello_sync.py").write_text(SYNC_HANDLER)
+    (workdir / "hello_async.py").write_text(ASYNC_HANDLER)
+    (workdir / "reference_app.py").write_text(REFERENCE_APP)
+
+
+def function_yaml(setup: Setup, port: int) -> dict[str, Any]:
+    trigger = {"kind": "http", "numWorkers": setup.workers, "url": f"127.0.0.1:{port}"}
+    return {
+        "apiVersion": "nuclio.io/v1", "kind": "NuclioFunction",
+        "metadata": {"name": f"bench-{setup.kind}", "namespace": "default"},
+        "spec": {"runtime": "python:3.11", "handler": f"{setup.module}:handler",
+                 "runtimeAttributes": {"workerKind": setup.kind},
+                 "triggers": {"http": trigger}},
+    }
+
+
+def platform_yaml(health_port: int, metrics_port: int) -> dict[str, Any]:
+    """Nuclio's platform.yaml shape, on loopback ports, logging at info (no per-request lines)."""
+    return {
+        "healthCheck": {"enabled": True, "listenAddress": f"127.0.0.1:{health_port}"},
+        "metrics": {"sinks": {"promPull": {"kind": "prometheusPull",
+                                           "url": f"127.0.0.1:{metrics_port}"}},
+                    "system": ["promPull"], "functions": ["promPull"]},
+        "logger": {"sinks": {"stdout": {"kind": "stdout"}},
+                   "system": [{"level": "info", "sink": "stdout"}],
+                   "functions": [{"level": "info", "sink": "stdout"}]},
+    }
+
+
+def launch(setup: Setup, workdir: Path, tag: str) -> Server:
+    """Starts one server on fresh ports; the caller waits for it and stops it."""
+    port = free_port()
+    log_path = workdir / f"{tag}.log"
+    if setup.kind is None:
+        command = [sys.executable, str(workdir / "reference_app.py"), str(port)]
+        ready_port, ready_path = port, "/"
+    else:
+        ready_port, metrics_port = free_port(), free_port()
+        config = workdir / f"{tag}-function.yaml"
+        plat = workdir / f"{tag}-platform.yaml"
+        config.write_text(yaml.safe_dump(function_yaml(setup, port)))
+        plat.write_text(yaml.safe_dump(platform_yaml(ready_port, metrics_port)))
+        command = [sys.executable, "-m", "processor.cli", "--config", str(config),
+                   "--platform-config", str(plat)]
+        ready_path = "/ready"
+    with open(log_path, "wb") as log:
+        launched_at = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    return Server(setup, proc, port, log_path, ready_port, ready_path, launched_at)
+
+
+def wait_ready(server: Server, timeout: float = READY_TIMEOUT, poll: float = 0.005) -> None:
+    """Polls the readiness URL until it answers 200; fails loudly with the server's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.setup.name} exited with {server.proc.returncode}:\n"
+                               f"{log_tail(server.log_path)}")
+        answer = http_get(server.ready_port, server.ready_path)
+        if answer is not None and answer[0] == 200:
+            return
+        time.sleep(poll)
+    raise RuntimeError(f"{server.setup.name} not ready within {timeout:g}s:\n"
+                       f"{log_tail(server.log_path)}")
+
+
+def check_hello(server: Server) -> None:
+    """wrk only counts 4xx/5xx as errors: check once that the answer is really right."""
+    answer = http_get(server.port, "/", timeout=5.0)
+    if answer != (200, b"hello"):
+        raise RuntimeError(f"{server.setup.name}: GET / answered {answer!r}, expected 200 hello")
+
+
+def reference_loop(server: Server) -> str:
+    match = re.search(r"loop=(\S+)", server.log_path.read_text(errors="replace"))
+    return match.group(1) if match else "unknown"
+
+
+# -- wrk --------------------------------------------------------------------------
+_UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> WrkRun:
+    """Reads requests/s, p50/p99 and error counts from ``wrk --latency`` output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    p50 = re.search(r"^\s+50(?:\.0+)?%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99(?:\.0+)?%\s+(\S+)", output, re.M)
+    total = re.search(r"^\s+(\d+) requests in", output, re.M)
+    if not (rps and p50 and p99 and total):
+        raise ValueError(f"cannot read wrk's output:\n{output}")
+    run = WrkRun(float(rps.group(1)), to_ms(p50.group(1)), to_ms(p99.group(1)),
+                 int(total.group(1)))
+    if non_2xx := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output):
+        run.non_2xx_3xx = int(non_2xx.group(1))
+    if errors := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                           r"timeout (\d+)", output):
+        run.socket_errors = dict(zip(("connect", "read", "write", "timeout"),
+                                     map(int, errors.groups()), strict=True))
+    return run
+
+
+def run_wrk(url: str, seconds: int) -> WrkRun:
+    # One wrk thread leaves a core for the server on a 2-core machine (PEERS.md).
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
+                          check=False, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def require_wrk() -> str:
+    if shutil.which("wrk") is None:
+        sys.exit("http_bench: wrk is not installed; run: apt-get install -y wrk")
+    done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    return (done.stdout + done.stderr).splitlines()[0].strip()
+
+
+# -- /proc ----------------------------------------------------------------------------
+def rss_mib(pid: int) -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 onwards)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """Live child pids: /proc/PID/task/*/children when the kernel has it, else a /proc scan."""
+    listed = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    if listed:
+        found = {int(c) for f in listed for c in f.read_text().split()}
+    else:
+        found = {int(e.name) for e in Path("/proc").iterdir()
+                 if e.name.isdigit() and _stat_fields(int(e.name))[1:2] == [str(pid)]}
+    return sorted(c for c in found if _stat_fields(c)[:1] not in ([], ["Z"]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, all threads (/proc/PID/stat fields 14 and 15)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if len(fields) > 12 else 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in [pid, *children(pid)])
+
+
+def memory_snapshot(server: Server) -> dict[str, Any]:
+    workers = {str(pid): rss_mib(pid) for pid in children(server.proc.pid)}
+    return {"processor_mib": rss_mib(server.proc.pid), "workers_mib": workers}
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": model,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def uvloop_version() -> str:
+    try:
+        return importlib.metadata.version("uvloop")
+    except importlib.metadata.PackageNotFoundError:
+        sys.exit("http_bench: uvloop is not installed (the processor uses it): "
+                 "pip install -e . first")
+
+
+# -- phases ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def running(setups: tuple[Setup, ...], workdir: Path) -> Iterator[dict[str, Server]]:
+    """Every server up and answering hello; all stopped on the way out, whatever happens."""
+    servers: dict[str, Server] = {}
+    try:
+        for index, setup in enumerate(setups):
+            servers[setup.name] = launch(setup, workdir, f"load-{index}")
+        for server in servers.values():
+            wait_ready(server)
+            check_hello(server)
+        yield servers
+    finally:
+        for server in servers.values():
+            stop_process(server.proc)
+
+
+def load_rounds(servers: dict[str, Server], rounds: int, seconds: int, warmup: int
+                ) -> dict[str, list[WrkRun]]:
+    """Rotates the order each round so drift on the machine spreads over every setup."""
+    names = list(servers)
+    runs: dict[str, list[WrkRun]] = {name: [] for name in names}
+    for round_no in range(rounds):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            server = servers[name]
+            if warmup:
+                run_wrk(server.url, warmup)
+            cpu_before = tree_cpu_seconds(server.proc.pid)
+            run = run_wrk(server.url, seconds)
+            cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
+            run.cpu_us_per_request = cpu / run.requests * 1e6 if run.requests else None
+            runs[name].append(run)
+            print(f"  round {round_no + 1}/{rounds} {name:<24} {run.rps:>9.0f} req/s  "
+                  f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                  f"server CPU {run.cpu_us_per_request or 0:6.0f} us/req"
+                  + (f"  [{', '.join(run.problems)}]" if run.problems else ""), flush=True)
+    return runs
+
+
+def summarise(setup: Setup, runs: list[WrkRun], reference: dict[str, float] | None
+              ) -> dict[str, Any]:
+    """Medians, ratios to the reference's medians, and the verdict against the targets."""
+    row: dict[str, Any] = {
+        "name": setup.name, "kind": setup.kind, "workers": setup.workers,
+        "rps": statistics.median(r.rps for r in runs),
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p99_ms": statistics.median(r.p99_ms for r in runs),
+        "cpu_us_per_request": statistics.median(r.cpu_us_per_request or 0.0 for r in runs),
+        "problems": sorted({p for r in runs for p in r.problems}),
+        "rounds": [asdict(r) for r in runs],
+    }
+    if reference is None:
+        return row
+    row["rps_ratio"] = row["rps"] / reference["rps"]
+    row["p99_ratio"] = row["p99_ms"] / reference["p99_ms"]
+    if reference["cpu_us_per_request"]:
+        row["cpu_ratio"] = row["cpu_us_per_request"] / reference["cpu_us_per_request"]
+    failures = []
+    if setup.min_rps_ratio is not None and row["rps_ratio"] < setup.min_rps_ratio:
+        failures.append(f"req/s {row['rps_ratio']:.2f}x < {setup.min_rps_ratio}x")
+    if row["p99_ratio"] > P99_LIMIT:
+        failures.append(f"p99 {row['p99_ratio']:.2f}x > {P99_LIMIT:g}x")
+    if row["problems"]:
+        failures.append("errors")
+    row["targets"] = (f"req/s >= {setup.min_rps_ratio}x, " if setup.min_rps_ratio else "") + \
+        f"p99 <= {P99_LIMIT:g}x"
+    row["pass"] = not failures
+    row["failures"] = failures
+    return row
+
+
+def time_to_ready(workdir: Path, tag: str) -> float:
+    """Seconds from launching the interpreter to the first 200 from /ready."""
+    server = launch(Setup("cold start", "process", 1), workdir, tag)
+    try:
+        wait_ready(server, poll=0.002)
+        return time.perf_counter() - server.launched_at
+    finally:
+        stop_process(server.proc)
+
+
+def time_command(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdin=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def cold_start(workdir: Path, launches: int) -> dict[str, Any]:
+    processor = [time_to_ready(workdir, f"cold-{i}") for i in range(launches)]
+    floor = [time_command([sys.executable, "-c", "import aiohttp.web"]) for _ in range(launches)]
+    bare = [time_command([sys.executable, "-c", "pass"]) for _ in range(launches)]
+    median = statistics.median(processor)
+    return {"processor_s": processor, "processor_median_s": median,
+            "import_aiohttp_web_s": floor, "import_aiohttp_web_median_s": statistics.median(floor),
+            "bare_python_median_s": statistics.median(bare),
+            "target_s": COLD_START_TARGET, "pass": median <= COLD_START_TARGET}
+
+
+# -- report -----------------------------------------------------------------------------
+def _cpu_cell(row: dict[str, Any]) -> str:
+    ratio = 1.0 if "rps_ratio" not in row else row.get("cpu_ratio")
+    return f"{row['cpu_us_per_request']:.0f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ("configuration", "req/s", "p50 ms", "p99 ms", "req/s vs ref", "p99 vs ref",
+              "CPU us/req (vs ref)", "targets", "result")
+    lines = []
+    for row in rows:
+        ratio = row.get("rps_ratio")
+        verdict = "-" if "pass" not in row else ("PASS" if row["pass"] else
+                                                 "FAIL: " + "; ".join(row["failures"]))
+        if row["problems"]:
+            verdict += " [" + ", ".join(row["problems"]) + "]"
+        lines.append((row["name"], f"{row['rps']:.0f}", f"{row['p50_ms']:.2f}",
+                      f"{row['p99_ms']:.2f}", "1.00x" if ratio is None else f"{ratio:.2f}x",
+                      "1.00x" if ratio is None else f"{row['p99_ratio']:.2f}x",
+                      _cpu_cell(row),
+                      row.get("targets", "(reference)"), verdict))
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    text = [" | ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True))
+            for line in [header, *lines]]
+    text.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def format_extras(cold: dict[str, Any], memory: dict[str, Any]) -> str:
+    def workers(snapshot: dict[str, Any]) -> str:
+        sizes = [f"{mib:.1f}" for mib in snapshot["workers_mib"].values() if mib is not None]
+        return f"{len(sizes)} workers " + " / ".join(sizes) + " MiB" if sizes else "no workers"
+
+    start, end = memory["after_start"], memory["after_load"]
+    return "\n".join([
+        f"Cold start, process kind x1, launch -> first 200 on /ready "
+        f"(median of {len(cold['processor_s'])}): {cold['processor_median_s']:.3f} s "
+        f"(target <= {COLD_START_TARGET} s: {'PASS' if cold['pass'] else 'FAIL'}; "
+        f"runs {', '.join(f'{s:.3f}' for s in cold['processor_s'])})",
+        f"  floor: python -c 'import aiohttp.web' {cold['import_aiohttp_web_median_s']:.3f} s; "
+        f"python -c pass {cold['bare_python_median_s']:.3f} s",
+        f"RSS, process kind x2: after load: processor {end['processor_mib']:.1f} MiB, "
+        f"{workers(end)}; right after start: processor {start['processor_mib']:.1f} MiB, "
+        f"{workers(start)}",
+    ])
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an integer >= minimum; a trailing 's' is allowed (wrk's "8s")."""
+    def parse(text: str) -> int:
+        value = int(text.removesuffix("s"))
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=_count(1), default=3, help="rounds per configuration")
+    parser.add_argument("--duration", type=_count(1), default=8, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=_count(0), default=1,
+                        help="warm-up seconds before each measured run")
+    parser.add_argument("--cold-starts", type=_count(1), default=5, help="launches to time")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="JSON results file")
+    return parser.parse_args(argv)
+
+
+def _unwind_on_sigterm() -> None:
+    """A SIGTERM (CI timeout, kill) unwinds like Ctrl-C, so the finally blocks stop servers."""
+    def unwind(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut clean-up short
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    _unwind_on_sigterm()
+    wrk_version = require_wrk()
+    loop_version = uvloop_version()
+    began = time.monotonic()
+    info = machine()
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    print(f"HTTP benchmark, {date}: {info['nproc']} CPUs ({info['cpu']}), Python "
+          f"{info['python']}, {wrk_version}")
+    print(f"Load: wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency after a {args.warmup}s "
+          f"warm-up; {args.rounds} interleaved rounds; medians reported.")
+    with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
+        workdir = Path(tmp)
+        write_handlers(workdir)
+        with running(SETUPS, workdir) as servers:
+            print(f"Event loop: uvloop {loop_version} in both the reference (it reports "
+                  f"{reference_loop(servers[REFERENCE.name])}) and the processor (processor.cli "
+                  "installs uvloop's policy when it is importable, as it is here).", flush=True)
+            process = servers[PROCESS.name]
+            memory = {"after_start": memory_snapshot(process)}
+            runs = load_rounds(servers, args.rounds, args.duration, args.warmup)
+            memory["after_load"] = memory_snapshot(process)
+        print(f"Timing {args.cold_starts} cold starts...", flush=True)
+        cold = cold_start(workdir, args.cold_starts)
+    reference = summarise(REFERENCE, runs[REFERENCE.name], None)
+    rows = [reference, *(summarise(s, runs[s.name], reference) for s in SETUPS[1:])]
+    print()
+    print(format_table(rows))
+    print()
+    print(format_extras(cold, memory))
+    elapsed = time.monotonic() - began
+    print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "date": date, "machine": info, "wrk": wrk_version, "uvloop": loop_version,
+        "settings": {"rounds": args.rounds, "duration_s": args.duration,
+                     "warmup_s": args.warmup, "connections": CONNECTIONS, "threads": 1},
+        "configurations": rows, "cold_start": cold, "rss": memory, "elapsed_s": elapsed,
+    }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
