@@ -111,7 +111,6 @@ class Processor:
             self._running.append(_Running(trigger, pool))
             self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
                                    worker_kind=kind, workers=trig.num_workers)
-        discard_unclaimed()
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
@@ -144,6 +143,8 @@ class Processor:
             await asyncio.gather(*(r.pool.load() for r in self._running))
         except WorkerStartError as exc:
             raise ConfigError(f"spec.handler: {exc}") from None
+        finally:
+            discard_unclaimed()  # pools have claimed their prespawned workers by now
         assert self._health is not None
         await self._health.start()
         try:

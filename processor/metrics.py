@@ -7,14 +7,16 @@ the per-trigger latency histogram is observed per event.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
     SummaryMetricFamily,
 )
@@ -27,6 +29,34 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _LABELS = ["function", "trigger_kind", "trigger_name"]
 
 
+class LatencyHistogram:
+    """A histogram observed only from the event loop's thread, so it needs no lock
+    (prometheus_client's takes one per observation)."""
+
+    __slots__ = ("_bounds", "_counts", "_sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        cumulative = 0
+        out: list[tuple[str, float]] = []
+        for bound, count in zip((*map(str, self._bounds), "+Inf"), self._counts, strict=True):
+            cumulative += count
+            out.append((bound, cumulative))
+        return out
+
+    @property
+    def sum(self) -> float:
+        return self._sum
+
+
 @dataclass
 class _PoolEntry:
     labels: list[str]
@@ -36,6 +66,7 @@ class _PoolEntry:
 class _PoolCollector(Collector):
     def __init__(self) -> None:
         self.entries: list[_PoolEntry] = []
+        self.latencies: list[tuple[list[str], LatencyHistogram]] = []
 
     def collect(self) -> Iterator[Metric]:
         def counter(name: str, doc: str, attr: str) -> Metric:
@@ -88,12 +119,19 @@ class _PoolCollector(Collector):
         yield duration
         yield busy
         yield total
+        latency = HistogramMetricFamily("nuclio_processor_event_latency_seconds",
+                                        "End-to-end latency of events, per trigger",
+                                        labels=_LABELS)
+        for labels, histogram in self.latencies:
+            latency.add_metric(labels, histogram.buckets(), histogram.sum)
+        yield latency
 
 
 class TriggerMetrics:
     """What a trigger observes itself: request latency and rejections."""
 
-    def __init__(self, latency: Any, rejected: Counter, labels: list[str]) -> None:
+    def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str]
+                 ) -> None:
         self.observe_latency = latency.observe
         self._rejected = rejected
         self._labels = labels
@@ -113,9 +151,6 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._pools = _PoolCollector()
         self.registry.register(self._pools)
-        self._latency = Histogram("nuclio_processor_event_latency_seconds",
-                                  "End-to-end latency of events, per trigger",
-                                  _LABELS, registry=self.registry, buckets=LATENCY_BUCKETS)
         self._rejected = Counter("nuclio_processor_rejected_events",
                                  "Events rejected before reaching the function, by reason",
                                  [*_LABELS, "reason"], registry=self.registry)
@@ -126,4 +161,6 @@ class Metrics:
 
     def for_trigger(self, trigger_kind: str, trigger_name: str) -> TriggerMetrics:
         labels = [self.function_name, trigger_kind, trigger_name]
-        return TriggerMetrics(self._latency.labels(*labels), self._rejected, labels)
+        histogram = LatencyHistogram(LATENCY_BUCKETS)
+        self._pools.latencies.append((labels, histogram))
+        return TriggerMetrics(histogram, self._rejected, labels)

@@ -8,7 +8,9 @@ worker, in parallel, not on the processor's event loop).
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
+import os
 import uuid
 from typing import Any, NamedTuple
 
@@ -36,9 +38,24 @@ class RawEvent(NamedTuple):
     extra: dict[str, Any] | None = None
 
 
-def new_event_id() -> str:
-    # Nuclio's Python runtime reuses ids across events; each of ours is unique.
-    return str(uuid.uuid4())
+class _EventIds:
+    """UUID-shaped ids from a random per-process prefix and a counter: unique like
+    uuid4, without a getrandom() syscall per event."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = str(uuid.uuid4())[:24]
+        self._next = itertools.count().__next__
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{self._next():012x}"
+
+
+# Nuclio's Python runtime reuses ids across events; each of ours is unique.
+new_event_id = _EventIds()
+os.register_at_fork(after_in_child=new_event_id.reset)  # a forked child needs its own prefix
 
 
 def is_json_content_type(content_type: str) -> bool:
@@ -59,25 +76,52 @@ def decode_body(body: bytes, content_type: str) -> Any:
     return body
 
 
-def to_nuclio_event(raw: RawEvent) -> nuclio_sdk.Event:
-    extra = raw.extra or {}
-    return nuclio_sdk.Event(
-        body=decode_body(raw.body, raw.content_type),
-        content_type=raw.content_type,
-        trigger=nuclio_sdk.TriggerInfo(raw.trigger_kind, raw.trigger_name),
-        fields=raw.fields,
-        headers=raw.headers,
-        _id=raw.id,
-        method=raw.method,
-        path=raw.path,
-        size=len(raw.body),
-        timestamp=_EPOCH + datetime.timedelta(seconds=raw.timestamp),
-        url=raw.url,
-        shard_id=extra.get("shard_id", 0),
-        num_shards=extra.get("num_shards", 0),
-        _type=extra.get("type", ""),
-        type_version=extra.get("type_version", ""),
-        version=extra.get("version", ""),
-        offset=extra.get("offset", 0),
-        topic=extra.get("topic", ""),
-    )
+class Event(nuclio_sdk.Event):
+    """A ``nuclio_sdk.Event`` built without keyword juggling, with a lazy timestamp:
+    most handlers never read it, and making a datetime costs more than the rest."""
+
+    def __init__(self, raw: RawEvent, trigger: nuclio_sdk.TriggerInfo) -> None:
+        extra = raw.extra or _NO_EXTRA
+        self.body = decode_body(raw.body, raw.content_type)
+        self.content_type = raw.content_type
+        self.trigger = trigger
+        self.fields = raw.fields
+        self.headers = raw.headers
+        self.id = raw.id
+        self.method = raw.method
+        self.path = raw.path
+        self.size = len(raw.body)
+        self._epoch = raw.timestamp
+        self._timestamp: datetime.datetime | None = None
+        self.url = raw.url
+        self.shard_id = extra.get("shard_id", 0)
+        self.num_shards = extra.get("num_shards", 0)
+        self.type = extra.get("type", "")
+        self.type_version = extra.get("type_version", "")
+        self.version = extra.get("version", "")
+        self.last_in_batch = False
+        self.offset = extra.get("offset", 0)
+        self.topic = extra.get("topic", "")
+
+    @property
+    def timestamp(self) -> datetime.datetime:
+        """Naive UTC, as Nuclio's Python runtime gives it."""
+        if self._timestamp is None:
+            self._timestamp = _EPOCH + datetime.timedelta(seconds=self._epoch)
+        return self._timestamp
+
+    @timestamp.setter
+    def timestamp(self, value: datetime.datetime) -> None:
+        self._timestamp = value
+
+
+_NO_EXTRA: dict[str, Any] = {}
+_triggers: dict[tuple[str, str], nuclio_sdk.TriggerInfo] = {}
+
+
+def to_nuclio_event(raw: RawEvent) -> Event:
+    key = (raw.trigger_kind, raw.trigger_name)
+    trigger = _triggers.get(key)
+    if trigger is None:
+        trigger = _triggers[key] = nuclio_sdk.TriggerInfo(*key)
+    return Event(raw, trigger)

@@ -86,6 +86,15 @@ class PoolStats:
 WorkerFactory = Callable[[str], Worker]
 
 
+class _Expired(Exception):
+    """The availability timeout ran out for a waiting event."""
+
+
+def _expire(fut: asyncio.Future[Worker]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
+
+
 class WorkerPool:
     def __init__(self, name: str, factory: WorkerFactory, size: int, *,
                  availability_timeout: float, event_timeout: float | None,
@@ -107,6 +116,7 @@ class WorkerPool:
         self._replacing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.ready = False
+        self._loop = asyncio.get_running_loop()  # pools are built on the processor's loop
 
     @property
     def inflight(self) -> int:
@@ -221,25 +231,25 @@ class WorkerPool:
         if len(self._waiters) >= self._max_waiting:
             stats.allocation_queue_full += 1
             raise WorkerUnavailable("too many events are waiting for a worker")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut: asyncio.Future[Worker] = loop.create_future()
         self._waiters.append(fut)
         started = time.monotonic()
+        # A timer on the future itself: cheaper than asyncio.wait_for on this busy path.
+        timer = loop.call_later(self._availability_timeout, _expire, fut)
         try:
-            worker = await asyncio.wait_for(fut, self._availability_timeout)
-        except TimeoutError:
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                worker = fut.result()  # handed over at the last moment: keep it
-            else:
-                stats.allocation_timeout += 1
-                raise WorkerUnavailable(
-                    f"no worker became available within {self._availability_timeout:g}s"
-                ) from None
+            worker = await fut
+        except _Expired:
+            stats.allocation_timeout += 1
+            raise WorkerUnavailable(
+                f"no worker became available within {self._availability_timeout:g}s"
+            ) from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._release(fut.result())
             raise
         finally:
+            timer.cancel()
             if not fut.done():
                 fut.cancel()
         stats.allocation_after_wait += 1
@@ -271,7 +281,7 @@ class WorkerPool:
             return
         self._logger.warn_with("Replacing worker", pool=self.name, worker_id=worker.worker_id,
                                reason=reason)
-        task = asyncio.get_running_loop().create_task(self._restart(worker.worker_id))
+        task = self._loop.create_task(self._restart(worker.worker_id))
         self._replacing.add(task)
         task.add_done_callback(self._replacing.discard)
 

@@ -130,8 +130,9 @@ class HTTPTrigger(Trigger):
         headers = request.headers
         level_name = headers.get(_LOG_LEVEL_HEADER)
         raw = RawEvent(new_event_id(), body, headers.get("Content-Type", ""), dict(headers),
-                       dict(request.query), request.method, path, request.path_qs, time.time(),
-                       "http", self.name, parse_level(level_name) if level_name else None)
+                       dict(request.query) if request.query_string else {}, request.method, path,
+                       request.raw_path, time.time(), "http", self.name,
+                       parse_level(level_name) if level_name else None)
         try:
             result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
         except WorkerUnavailable as exc:

@@ -59,6 +59,7 @@ class ProcessWorker:
         self._stopping = False
         self._early: collections.deque[tuple[str, Any]] = collections.deque()
         self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in load()
 
     @property
     def pid(self) -> int | None:
@@ -81,7 +82,7 @@ class ProcessWorker:
         if self._sock is None:
             self.spawn()
         assert self._sock is not None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         transport, _ = await loop.create_unix_connection(lambda: _Channel(self),
                                                          sock=self._sock)
         self._transport = transport
@@ -115,7 +116,7 @@ class ProcessWorker:
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         if self._closed:
             raise WorkerLost(500, "the worker process is gone")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending = fut
         self._send(("event", payload))
@@ -137,7 +138,7 @@ class ProcessWorker:
         if fut is not None and not fut.done():
             self._pending = None
             fut.set_result(message)
-        elif message[0] in ("loaded", "ready"):
+        else:
             self._early.append(message)  # start-up messages can arrive together
 
     def _on_lost(self) -> None:
