@@ -119,14 +119,14 @@ class ProcessWorker:
         loop = self._loop
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending = fut
-        self._send(("event", payload))
+        self._send(("event", wire.flatten(payload)))
         timer = loop.call_later(timeout, self._on_timeout, fut, timeout) if timeout else None
         try:
             _, result = await fut
         finally:
             if timer is not None:
                 timer.cancel()
-        return result
+        return wire.results_from_wire(result)
 
     def _on_timeout(self, fut: asyncio.Future[Any], timeout: float) -> None:
         if not fut.done():

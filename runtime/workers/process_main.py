@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import signal
 import socket
 import sys
@@ -64,6 +65,7 @@ def serve(sock: socket.socket) -> int:
         send(wire.encode(("init_error", f"init_context raised {type(exc).__name__}: {exc}")))
         return 3
     send(wire.encode(("ready", None)))
+    gc.freeze()  # the handler's module and init_context state live as long as the worker
     run = runner.run_sync
     encode = wire.encode
     while True:
@@ -71,7 +73,8 @@ def serve(sock: socket.socket) -> int:
         if message is None:
             return 0
         if message[0] == "event":
-            send(encode(("result", run(message[1], loop))))
+            result = run(wire.events_from_wire(message[1]), loop)
+            send(encode(("result", wire.flatten(result))))
         elif message[0] == "terminate":
             runner.terminate()
             send(encode(("terminated", None)))
