@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,14 +16,12 @@ import pytest
 import requests
 import yaml
 
+from test.support import free_port, platform_config
+
+__all__ = ["free_port", "function_config", "run_processor_once"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "test" / "functions"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def processor_command(*args: str) -> list[str]:
@@ -68,15 +65,7 @@ class RunningProcessor:
             self.config_path.write_text(yaml.safe_dump(config))
         else:
             self.config_path = Path(config)
-        platform = {
-            "healthCheck": {"enabled": True, "listenAddress": f"127.0.0.1:{self.health_port}"},
-            "metrics": {"sinks": {"prom": {"kind": "prometheusPull",
-                                           "url": f"127.0.0.1:{self.metrics_port}"}},
-                        "system": ["prom"], "functions": ["prom"]},
-            "logger": {"sinks": {"stdout": {"kind": "stdout"}},
-                       "system": [{"level": "info", "sink": "stdout"}],
-                       "functions": [{"level": "debug", "sink": "stdout"}]},
-        }
+        platform = platform_config(self.health_port, self.metrics_port)
         self.platform_path = workdir / "platform.yaml"
         self.platform_path.write_text(yaml.safe_dump(platform))
         args = ["--config", str(self.config_path), "--platform-config", str(self.platform_path)]

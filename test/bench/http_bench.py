@@ -23,7 +23,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from types import FrameType
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.support import free_port, platform_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_PATH = ROOT / "test" / "bench" / "results" / "http.json"
@@ -130,13 +132,6 @@ class Server:
 
 
 # -- small helpers ---------------------------------------------------------------
-def free_port() -> int:
-    """Asks the OS for a free loopback port (others may hold 8080, 8082, ...)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
     """Status and body, or None while nothing answers (not listening yet)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -187,16 +182,8 @@ def function_yaml(setup: Setup, port: int) -> dict[str, Any]:
 
 
 def platform_yaml(health_port: int, metrics_port: int) -> dict[str, Any]:
-    """Nuclio's platform.yaml shape, on loopback ports, logging at info (no per-request lines)."""
-    return {
-        "healthCheck": {"enabled": True, "listenAddress": f"127.0.0.1:{health_port}"},
-        "metrics": {"sinks": {"promPull": {"kind": "prometheusPull",
-                                           "url": f"127.0.0.1:{metrics_port}"}},
-                    "system": ["promPull"], "functions": ["promPull"]},
-        "logger": {"sinks": {"stdout": {"kind": "stdout"}},
-                   "system": [{"level": "info", "sink": "stdout"}],
-                   "functions": [{"level": "info", "sink": "stdout"}]},
-    }
+    """Logging at info: the handler writes no per-request lines."""
+    return platform_config(health_port, metrics_port, function_level="info")
 
 
 def launch(setup: Setup, workdir: Path, tag: str) -> Server:

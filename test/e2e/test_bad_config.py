@@ -28,7 +28,8 @@ import pytest
 import requests
 import yaml
 
-from test.conftest import FUNCTIONS, free_port, function_config, run_processor_once
+from test.conftest import FUNCTIONS, function_config, run_processor_once
+from test.support import free_port, platform_config
 
 EXIT_CONFIG = 2
 MARKER_VAR = "BADCFG_TEST_RUN"
@@ -49,16 +50,7 @@ class Platform:
 def write_platform(directory: Path, *, listen_address: str | None = None) -> Platform:
     """A platform.yaml whose health and metrics endpoints use free loopback ports."""
     health_port, metrics_port = free_port(), free_port()
-    platform = {
-        "healthCheck": {"enabled": True,
-                        "listenAddress": listen_address or f"127.0.0.1:{health_port}"},
-        "metrics": {"sinks": {"prom": {"kind": "prometheusPull",
-                                       "url": f"127.0.0.1:{metrics_port}"}},
-                    "system": ["prom"], "functions": ["prom"]},
-        "logger": {"sinks": {"stdout": {"kind": "stdout"}},
-                   "system": [{"level": "info", "sink": "stdout"}],
-                   "functions": [{"level": "debug", "sink": "stdout"}]},
-    }
+    platform = platform_config(health_port, metrics_port, health_address=listen_address)
     path = directory / "platform.yaml"
     path.write_text(yaml.safe_dump(platform))
     return Platform(path, health_port, metrics_port)
