@@ -227,3 +227,24 @@ def test_live_but_not_ready_during_init_and_sigterm_still_stops(start_processor)
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.proc.wait(10) == 0
     assert time.monotonic() - started < 5
+
+
+def test_bounded_wait_queue_drops_are_counted(start_processor):
+    port = free_port()
+    proc = start_processor(function_config("faults:handler", port=port, workers=1,
+                                           runtime_attributes={"maxWaitingEvents": 1}))
+    base = _base(port)
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(requests.get, base + "/sleep?s=1.5", timeout=10)
+        time.sleep(0.3)
+        waiting = pool.submit(requests.get, base + "/ok", timeout=10)
+        time.sleep(0.3)
+        started = time.monotonic()
+        dropped = requests.get(base + "/ok", timeout=10)
+        assert dropped.status_code == 503
+        assert "too many events are waiting" in dropped.json()["error"]
+        assert time.monotonic() - started < 0.5  # refused at once, not after the timeout
+        assert running.result().status_code == 200
+        assert waiting.result().status_code == 200
+    assert proc.metric("nuclio_processor_worker_allocation_queue_full_total") == 1
+    assert proc.metric("nuclio_processor_rejected_events_total", reason="no_worker") == 1
