@@ -111,8 +111,8 @@ class WorkerPool:
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._all: dict[str, Worker] = {}
         self._inflight = 0
-        self._idle_event = asyncio.Event()
-        self._idle_event.set()
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._replacing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.ready = False
@@ -152,7 +152,7 @@ class WorkerPool:
     async def drain(self, timeout: float) -> bool:
         """Waits for accepted events to finish; False if the timeout ran out first."""
         try:
-            await asyncio.wait_for(self._idle_event.wait(), timeout)
+            await asyncio.wait_for(self._drained.wait(), timeout)
             return True
         except TimeoutError:
             return False
@@ -175,7 +175,7 @@ class WorkerPool:
         """Runs one event (or batch); always returns a response, never raises for the
         function's faults. Raises WorkerUnavailable when no worker frees up in time."""
         self._inflight += 1
-        self._idle_event.clear()
+        self._drained.clear()
         started = time.perf_counter()
         try:
             if self._idle:
@@ -204,7 +204,7 @@ class WorkerPool:
             stats.duration_count += 1
             self._inflight -= 1
             if not self._inflight:
-                self._idle_event.set()
+                self._drained.set()
 
     def _count(self, result: Result) -> None:
         if isinstance(result, list):
