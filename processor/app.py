@@ -66,6 +66,7 @@ class Processor:
         self._running: list[_Running] = []
         self._health: HealthServer | None = None
         self._stop = asyncio.Event()
+        self.exit_code = 0
         self._started = time.monotonic()
         self._ready = False
 
@@ -108,7 +109,7 @@ class Processor:
                 raise ConfigError(f"spec.runtimeAttributes.workerKind: {exc}") from None
             self.metrics.add_pool(trig.kind, trig.name, pool)
             trigger = cls(trig, attributes, pool, self.metrics.for_trigger(trig.kind, trig.name),
-                          self.logger)
+                          self.logger, self.request_stop)
             self._running.append(_Running(trigger, pool))
             self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
                                    worker_kind=kind, workers=trig.num_workers)
@@ -163,7 +164,13 @@ class Processor:
                               loop=type(asyncio.get_running_loop()).__module__)
 
     # -- phase 6: stop -------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self, exit_code: int = 0, reason: str | None = None) -> None:
+        """Signals and triggers (a finished job) end the processor through here; the first
+        non-zero exit code asked for wins."""
+        if exit_code and not self.exit_code:
+            self.exit_code = exit_code
+        if reason:
+            self.logger.info_with("Stop requested", reason=reason, exit_code=exit_code)
         self._stop.set()
 
     async def run(self) -> None:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INIT)
     except KeyboardInterrupt:
         pass
-    sys.exit(0)
+    sys.exit(processor.exit_code)
 
 
 if __name__ == "__main__":

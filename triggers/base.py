@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,6 +18,10 @@ from processor.config import Address, ConfigError, ResolvedTrigger
 from processor.metrics import TriggerMetrics
 from runtime.logger import Logger
 from runtime.pool import WorkerPool
+
+
+class StopRequest(Protocol):
+    def __call__(self, exit_code: int = 0, reason: str | None = None) -> None: ...
 
 
 class TriggerAttributes(BaseModel):
@@ -30,8 +34,11 @@ class Trigger(ABC):
     Attributes: ClassVar[type[TriggerAttributes]] = TriggerAttributes
 
     def __init__(self, config: ResolvedTrigger, attributes: Any, pool: WorkerPool,
-                 metrics: TriggerMetrics, logger: Logger) -> None:
+                 metrics: TriggerMetrics, logger: Logger,
+                 request_stop: StopRequest = lambda code=0, reason=None: None) -> None:
         self.config = config
+        # Ends the whole processor (with an exit code), e.g. when a job trigger is done.
+        self.request_stop = request_stop
         self.name = config.name
         self.attributes = attributes
         self.pool = pool
