@@ -145,8 +145,9 @@ def start_processor(tmp_path: Path) -> Iterator[Any]:
         running.stop()
 
 
-def run_processor_once(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Runs ``processor`` to completion (for configs that must fail fast)."""
-    env = dict(os.environ)
+def run_processor_once(args: list[str], timeout: float = 30.0,
+                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs ``processor`` to completion (bad configs, jobs), with extra ``env``."""
+    env = {**os.environ, **(env or {})}
     return subprocess.run(processor_command(*args), cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)

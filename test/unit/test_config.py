@@ -90,3 +90,13 @@ def test_unknown_attribute_warnings_suggest_fixes():
     warnings = unknown_keys(HTTPAttributes, {"port": 1, "maxRequestBodySizee": 3, "zzz": 1})
     assert warnings == ["unknown attribute 'maxRequestBodySizee' (did you mean "
                         "'maxRequestBodySize'?)", "unknown attribute 'zzz'"]
+
+
+def test_cron_dialect_translation():
+    from triggers.cron import CronAttributes, to_croniter
+
+    assert to_croniter("*/5 * * * * *") == "* * * * * */5"  # seconds move to the end
+    assert to_croniter("0 */2 * * *") == "0 */2 * * *"
+    assert CronAttributes(schedule="@every 1m30s").period() == 90.0
+    assert CronAttributes(interval="250ms").period() == 0.25
+    assert CronAttributes(schedule="@hourly").period() is None
