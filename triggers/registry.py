@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # keep this module light: the CLI reads TRIGGERS before heavy
 # kind: "module:Class" (lazy, so an unused trigger's dependencies never load)
 TRIGGERS: dict[str, str] = {
     "http": "triggers.http:HTTPTrigger",
+    "websocket": "triggers.websocket:WebSocketTrigger",
     "job": "triggers.job:JobTrigger",
     "cron": "triggers.cron:CronTrigger",
 }

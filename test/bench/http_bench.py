@@ -491,7 +491,7 @@ def format_extras(cold: dict[str, Any], memory: dict[str, Any]) -> str:
     ])
 
 
-def _count(minimum: int) -> Any:
+def whole_number(minimum: int) -> Any:
     """An argparse type: an integer >= minimum; a trailing 's' is allowed (wrk's "8s")."""
     def parse(text: str) -> int:
         value = int(text.removesuffix("s"))
@@ -503,16 +503,17 @@ def _count(minimum: int) -> Any:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=_count(1), default=3, help="rounds per configuration")
-    parser.add_argument("--duration", type=_count(1), default=8, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=_count(0), default=1,
+    parser.add_argument("--rounds", type=whole_number(1), default=3,
+                        help="rounds per configuration")
+    parser.add_argument("--duration", type=whole_number(1), default=8, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=whole_number(0), default=1,
                         help="warm-up seconds before each measured run")
-    parser.add_argument("--cold-starts", type=_count(1), default=5, help="launches to time")
+    parser.add_argument("--cold-starts", type=whole_number(1), default=5, help="launches to time")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="JSON results file")
     return parser.parse_args(argv)
 
 
-def _unwind_on_sigterm() -> None:
+def unwind_on_sigterm() -> None:
     """A SIGTERM (CI timeout, kill) unwinds like Ctrl-C, so the finally blocks stop servers."""
     def unwind(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut clean-up short
@@ -523,7 +524,7 @@ def _unwind_on_sigterm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _unwind_on_sigterm()
+    unwind_on_sigterm()
     wrk_version = require_wrk()
     loop_version = uvloop_version()
     began = time.monotonic()
