@@ -81,15 +81,6 @@ class Logger:
         self._json = fmt != "text"
         self._bound: dict[str, Any] = {}
 
-    def child(self, name: str | None = None, worker_id: str | None = None) -> Logger:
-        logger = Logger(name or self.name, self.level, "json" if self._json else "text",
-                        worker_id if worker_id is not None else self.worker_id, self._sink)
-        logger._bound = dict(self._bound)
-        return logger
-
-    def enabled_for(self, level: int) -> bool:
-        return level >= self.level or _active_captures > 0
-
     def bind(self, **kwargs: Any) -> None:
         self._bound.update(kwargs)
 

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runtime.function import Payload, Result
@@ -80,7 +80,6 @@ class PoolStats:
     worker_restarts: int = 0
     duration_seconds_sum: float = 0.0
     duration_count: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 WorkerFactory = Callable[[str], Worker]

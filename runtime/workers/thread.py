@@ -31,8 +31,6 @@ def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None)
 
 
 class ThreadWorker:
-    abandoned_total = 0
-
     def __init__(self, worker_id: str, loaded: LoadedHandler, settings: FunctionSettings) -> None:
         self.worker_id = worker_id
         self._loaded = loaded
@@ -104,7 +102,6 @@ class ThreadWorker:
     def kill(self) -> None:
         if not self._abandoned and self._thread is not None and self._thread.is_alive():
             self._abandoned = True
-            ThreadWorker.abandoned_total += 1
 
     async def stop(self, timeout: float) -> None:
         if self._thread is None or self._abandoned or not self._thread.is_alive():
