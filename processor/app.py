@@ -38,6 +38,8 @@ from runtime.logger import Logger
 from runtime.pool import WorkerPool, WorkerStartError
 from runtime.workers import WorkerKindError, build_pool, resolve_kind
 from runtime.workers.process import discard_unclaimed
+from sinks.base import Sink, SinkSpec
+from sinks.registry import sink_class
 from triggers.base import Trigger
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
 
@@ -110,9 +112,21 @@ class Processor:
             self.metrics.add_pool(trig.kind, trig.name, pool)
             trigger = cls(trig, attributes, pool, self.metrics.for_trigger(trig.kind, trig.name),
                           self.logger, self.request_stop)
+            sink_spec = getattr(attributes, "sink", None)
+            if isinstance(sink_spec, SinkSpec):
+                trigger.sink = self._build_sink(trig, sink_spec, f"{attrs_path}.sink")
             self._running.append(_Running(trigger, pool))
             self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
                                    worker_kind=kind, workers=trig.num_workers)
+
+    def _build_sink(self, trig: ResolvedTrigger, spec: SinkSpec, yaml_path: str) -> Sink:
+        cls = sink_class(spec.kind, yaml_path)
+        attrs_path = f"{yaml_path}.attributes"
+        for warning in unknown_keys(cls.Attributes, spec.attributes):
+            self.logger.warn_with(f"{attrs_path}: {warning}", trigger=trig.name)
+        attributes = validate_model(cls.Attributes, spec.attributes, attrs_path)
+        metrics = self.metrics.for_sink(trig.kind, trig.name, spec.kind)
+        return cls(trig.name, attributes, metrics, self.logger)
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
@@ -132,11 +146,17 @@ class Processor:
         self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe)
         for running in self._running:
             running.trigger.bind(host)
+            if running.trigger.sink is not None:
+                running.trigger.sink.bind(host)
 
     def _ready_probe(self) -> tuple[bool, dict[str, Any]]:
-        triggers = {r.trigger.name: {"kind": r.trigger.kind, "ready": r.pool.ready,
-                                     "workers": r.pool.size, "busy": r.pool.busy_workers}
-                    for r in self._running}
+        triggers = {}
+        for r in self._running:
+            details = {"kind": r.trigger.kind, "ready": r.pool.ready, "workers": r.pool.size,
+                       "busy": r.pool.busy_workers, **r.trigger.status()}
+            if r.trigger.sink is not None:
+                details["sink"] = {"kind": r.trigger.sink.kind, **r.trigger.sink.status()}
+            triggers[r.trigger.name] = details
         return self._ready, {"triggers": triggers}
 
     # -- phases 3-5: start ------------------------------------------------------------
@@ -153,6 +173,9 @@ class Processor:
             await asyncio.gather(*(r.pool.init() for r in self._running))
         except WorkerStartError as exc:
             raise FunctionInitError(str(exc)) from None
+        for running in self._running:
+            if running.trigger.sink is not None:
+                await running.trigger.sink.start()
         for running in self._running:
             await running.trigger.start()
         self._ready = True
@@ -218,6 +241,8 @@ class Processor:
             timeout = running.trigger.config.termination_timeout if running.pool.ready else 0.5
             await running.pool.stop(timeout)
             await running.trigger.close()
+            if running.trigger.sink is not None:
+                await running.trigger.sink.close()
         if self._health is not None:
             await self._health.close()
         self.logger.info("Processor stopped")

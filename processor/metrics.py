@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from runtime.pool import WorkerPool
+from sinks.base import SinkMetrics
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0)
@@ -154,6 +155,10 @@ class Metrics:
         self._rejected = Counter("nuclio_processor_rejected_events",
                                  "Events rejected before reaching the function, by reason",
                                  [*_LABELS, "reason"], registry=self.registry)
+        self._sink_items = Counter("nuclio_processor_sink_items",
+                                   "Items a sink sent on or dropped (with the reason)",
+                                   [*_LABELS, "sink_kind", "outcome", "reason"],
+                                   registry=self.registry)
 
     def add_pool(self, trigger_kind: str, trigger_name: str, pool: WorkerPool) -> None:
         self._pools.entries.append(
@@ -164,3 +169,7 @@ class Metrics:
         histogram = LatencyHistogram(LATENCY_BUCKETS)
         self._pools.latencies.append((labels, histogram))
         return TriggerMetrics(histogram, self._rejected, labels)
+
+    def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
+        return SinkMetrics(self._sink_items,
+                           [self.function_name, trigger_kind, trigger_name, sink_kind])

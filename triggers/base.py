@@ -18,6 +18,7 @@ from processor.config import Address, ConfigError, ResolvedTrigger
 from processor.metrics import TriggerMetrics
 from runtime.logger import Logger
 from runtime.pool import WorkerPool
+from sinks.base import Sink
 
 
 class StopRequest(Protocol):
@@ -44,6 +45,13 @@ class Trigger(ABC):
         self.pool = pool
         self.metrics = metrics
         self.logger = logger
+        # Set by the processor when the attributes name a ``sink``; the processor starts
+        # and closes it around the trigger.
+        self.sink: Sink | None = None
+
+    def status(self) -> dict[str, Any]:
+        """Extra details for ``/ready`` (e.g. the state of an upstream source)."""
+        return {}
 
     def bind(self, default_host: str) -> None:
         """Reserves listening sockets (``default_host`` where the config names no host);
