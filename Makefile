@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: install install-test run test lint unit e2e bench
+.PHONY: install install-test run test lint unit e2e bench protos
 
 install:
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e .
@@ -31,3 +31,8 @@ e2e:
 bench: install
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) test/bench/http_bench.py
+
+# Generated gRPC modules are committed; test/unit/test_protos.py fails when they are stale.
+protos:
+	$(PYTHON) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		protos/open_inference.proto
