@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.config import (
+    DEFAULT_HTTP_PORT,
     ConfigError,
     LoadedConfig,
     PlatformConfig,
@@ -85,6 +86,11 @@ class Processor:
             raise ConfigError(f"spec.handler: {exc}") from None
         loaded: LoadedHandler | None = None
         for trig in self.config.triggers:
+            if trig.implicit and self._port_taken(DEFAULT_HTTP_PORT):
+                # e.g. openinference's REST port defaults to 8080 too: its config wins.
+                self.logger.info_with("Not adding the default HTTP trigger: its port is "
+                                      "configured for another trigger", port=DEFAULT_HTTP_PORT)
+                continue
             try:
                 cls = trigger_class(trig.kind)
             except UnknownTriggerKind:
@@ -118,6 +124,9 @@ class Processor:
             self._running.append(_Running(trigger, pool))
             self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
                                    worker_kind=kind, workers=trig.num_workers)
+
+    def _port_taken(self, port: int) -> bool:
+        return any(port in r.trigger.listen_ports() for r in self._running)
 
     def _build_sink(self, trig: ResolvedTrigger, spec: SinkSpec, yaml_path: str) -> Sink:
         cls = sink_class(spec.kind, yaml_path)

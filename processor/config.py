@@ -215,6 +215,8 @@ class ResolvedTrigger:
     attributes: dict[str, Any]
     batch: BatchSpec | None
     yaml_path: str
+    # The default-http trigger Nuclio adds when the config names no http trigger.
+    implicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,7 @@ def _resolve_triggers(spec: Spec) -> list[ResolvedTrigger]:
             availability_timeout=DEFAULT_AVAILABILITY_TIMEOUT_MS / 1000.0,
             termination_timeout=DEFAULT_TERMINATION_TIMEOUT, url=None,
             attributes={"port": DEFAULT_HTTP_PORT}, batch=None,
-            yaml_path="spec.triggers.default-http (implicit)"))
+            yaml_path="spec.triggers.default-http (implicit)", implicit=True))
     return resolved
 
 

@@ -14,7 +14,30 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from runtime.responses import JSON, dump_json
+
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """An error in the ``{"error": ...}`` shape every trigger answers with."""
+    return web.Response(status=status, body=dump_json({"error": message}),
+                        headers={"Content-Type": JSON})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: BaseRequest, max_size: int) -> bytes:
+    """The whole body, refusing one over ``max_size`` (declared or chunked) early."""
+    length = request.content_length
+    if length is not None and length > max_size:
+        raise BodyTooLarge(f"request body is larger than {max_size} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyTooLarge(f"request body is larger than {max_size} bytes") from None
 
 
 class BoundHTTPServer:

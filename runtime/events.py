@@ -36,6 +36,9 @@ class RawEvent(NamedTuple):
     # Rarely used Nuclio event fields (shard_id, num_shards, type, type_version,
     # version, offset, topic), keyed by those names.
     extra: dict[str, Any] | None = None
+    # (codec name, options) when the body is in a protocol the worker decodes itself
+    # before the handler runs and encodes the result into (see runtime.codecs).
+    codec: tuple[str, Any] | None = None
 
 
 class _EventIds:
@@ -119,9 +122,13 @@ _NO_EXTRA: dict[str, Any] = {}
 _triggers: dict[tuple[str, str], nuclio_sdk.TriggerInfo] = {}
 
 
-def to_nuclio_event(raw: RawEvent) -> Event:
-    key = (raw.trigger_kind, raw.trigger_name)
+def trigger_info(kind: str, name: str) -> nuclio_sdk.TriggerInfo:
+    key = (kind, name)
     trigger = _triggers.get(key)
     if trigger is None:
         trigger = _triggers[key] = nuclio_sdk.TriggerInfo(*key)
-    return Event(raw, trigger)
+    return trigger
+
+
+def to_nuclio_event(raw: RawEvent) -> Event:
+    return Event(raw, trigger_info(raw.trigger_kind, raw.trigger_name))

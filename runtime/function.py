@@ -15,6 +15,7 @@ from typing import Any
 
 import nuclio_sdk
 
+from runtime.codecs import codec_for
 from runtime.events import RawEvent, to_nuclio_event
 from runtime.handler import LoadedHandler
 from runtime.logger import LogCapture, Logger
@@ -96,7 +97,7 @@ class FunctionRunner:
             if self.loaded.is_async:
                 assert loop is not None
                 output = loop.run_until_complete(output)
-            return self._finish(payload, output, capture)
+            return self._finish(payload, output, capture, arg)
         except (Exception, SystemExit) as exc:  # the handler's failure costs one event only
             return self._failed(payload, exc, capture)
         finally:
@@ -109,8 +110,9 @@ class FunctionRunner:
         try:
             if capture is not None:
                 capture.__enter__()
-            output = await self._handler(self.context, self._argument(payload))
-            return self._finish(payload, output, capture)
+            arg = self._argument(payload)
+            output = await self._handler(self.context, arg)
+            return self._finish(payload, output, capture, arg)
         except (Exception, SystemExit) as exc:
             return self._failed(payload, exc, capture)
         finally:
@@ -129,13 +131,21 @@ class FunctionRunner:
     def _argument(payload: Payload) -> Any:
         if isinstance(payload, list):
             return [to_nuclio_event(raw) for raw in payload]
+        if payload.codec is not None:
+            return codec_for(payload.codec[0]).decode(payload)
         return to_nuclio_event(payload)
 
-    def _finish(self, payload: Payload, output: Any, capture: LogCapture | None) -> Result:
+    def _finish(self, payload: Payload, output: Any, capture: LogCapture | None, event: Any
+                ) -> Result:
         if isinstance(payload, list):
             return convert_batch_output(output, [raw.id for raw in payload])
         try:
-            response = convert_output(output, payload.id)
+            if payload.codec is not None:
+                response = codec_for(payload.codec[0]).encode(output, event, payload)
+            else:
+                response = convert_output(output, payload.id)
+        except nuclio_sdk.ExceptionWithResponse as exc:
+            response = convert_exception(exc, payload.id)  # type: ignore[assignment]
         except OutputError as exc:
             self.logger.error_with("Handler returned an unsupported value", event_id=payload.id,
                                    error=str(exc))

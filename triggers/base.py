@@ -49,6 +49,11 @@ class Trigger(ABC):
         # and closes it around the trigger.
         self.sink: Sink | None = None
 
+    def listen_ports(self) -> list[int]:
+        """Ports the attributes ask for (known before binding), so the processor can leave
+        out its implicit default-http trigger when one of them is 8080."""
+        return []
+
     def status(self) -> dict[str, Any]:
         """Extra details for ``/ready`` (e.g. the state of an upstream source)."""
         return {}
@@ -82,6 +87,13 @@ def _check_not_bound_here(address: Address, yaml_path: str) -> None:
                                      or address.host in _WILDCARDS):
             raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
                               f"used by {owner}; expected a free port")
+
+
+def claim_address(address: Address, yaml_path: str) -> None:
+    """Records an address a server other than ours (gRPC) binds, so that a port named
+    twice in the config is a ConfigError naming both YAML paths."""
+    _check_not_bound_here(address, yaml_path)
+    _bound[(address.host, address.port)] = yaml_path
 
 
 def bind_socket(address: Address, yaml_path: str) -> socket.socket:

@@ -16,12 +16,12 @@ from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
 from processor.config import DEFAULT_HTTP_PORT, parse_address
-from processor.http_server import BoundHTTPServer
+from processor.http_server import BodyTooLarge, BoundHTTPServer, json_error, read_body
 from runtime.batching import Batcher
 from runtime.events import RawEvent, new_event_id
 from runtime.logger import parse_level
 from runtime.pool import WorkerUnavailable
-from runtime.responses import JSON, RawResponse, dump_json
+from runtime.responses import RawResponse
 from triggers.base import Trigger, TriggerAttributes, bind_socket
 
 LOGS_HEADER_LIMIT = 4096
@@ -50,11 +50,6 @@ class HTTPAttributes(TriggerAttributes):
     readBufferSize: int | None = None
     reduceMemoryUsage: bool | None = None
     serviceType: str | None = None
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.Response(status=status, body=dump_json({"error": message}),
-                        headers={"Content-Type": JSON})
 
 
 def _logs_header(records: list[dict[str, Any]]) -> str:
@@ -117,16 +112,11 @@ class HTTPTrigger(Trigger):
         if cors is not None and request.method == "OPTIONS" and \
                 "Access-Control-Request-Method" in request.headers:
             return self._preflight(request, cors)
-        max_size = self.attributes.maxRequestBodySize
-        length = request.content_length
-        if length is not None and length > max_size:
-            self.metrics.rejected("body_too_large")
-            return _json_error(413, f"request body is larger than {max_size} bytes")
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+            body = await read_body(request, self.attributes.maxRequestBodySize)
+        except BodyTooLarge as exc:
             self.metrics.rejected("body_too_large")
-            return _json_error(413, f"request body is larger than {max_size} bytes")
+            return json_error(413, str(exc))
         headers = request.headers
         level_name = headers.get(_LOG_LEVEL_HEADER)
         # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.
@@ -139,7 +129,7 @@ class HTTPTrigger(Trigger):
             result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
         except WorkerUnavailable as exc:
             self.metrics.rejected("no_worker")
-            return _json_error(503, str(exc))
+            return json_error(503, str(exc))
         response = self._to_http(result, request)
         self.metrics.observe_latency(time.perf_counter() - started)
         return response
@@ -147,7 +137,7 @@ class HTTPTrigger(Trigger):
     def _to_http(self, result: RawResponse, request: BaseRequest) -> web.Response:
         status = result.status
         if not 100 <= status <= 599:
-            return _json_error(500, f"the function returned an invalid status code {status}")
+            return json_error(500, f"the function returned an invalid status code {status}")
         if result.headers:
             headers = dict(result.headers)
             if not any(k.lower() == "content-type" for k in headers):
@@ -161,7 +151,7 @@ class HTTPTrigger(Trigger):
         try:
             return web.Response(status=status, body=result.body, headers=headers)
         except ValueError as exc:  # e.g. a header value with a newline
-            return _json_error(500, f"the function returned an invalid response: {exc}")
+            return json_error(500, f"the function returned an invalid response: {exc}")
 
     @staticmethod
     def _origin_allowed(origin: str, cors: CORS) -> bool:

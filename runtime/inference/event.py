@@ -1,0 +1,60 @@
+"""The event an inference handler sees.
+
+``event.inputs`` maps input names to numpy arrays (no JSON in between).
+``event.body`` is the protocol's JSON request, as bytes, for handlers written
+against the plain Nuclio API (``request = json.loads(event.body)``, with
+``model_name`` and ``model_version`` filled in); it is built on first access.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from runtime.events import Event, RawEvent, trigger_info
+from runtime.inference.model import InferenceRequest
+from runtime.inference.tensors import to_json_data
+from runtime.responses import JSON, dump_json
+
+
+class InferenceEvent(Event):
+    def __init__(self, raw: RawEvent, request: InferenceRequest) -> None:
+        size = len(raw.body)
+        super().__init__(raw._replace(body=b"", content_type=JSON),
+                         trigger_info(raw.trigger_kind, raw.trigger_name))
+        self._body: bytes | None = None
+        self.size = size
+        self.inputs: dict[str, np.ndarray] = request.inputs
+        self.request = request
+        self.fields = {"model_name": request.model_name,
+                       "model_version": request.model_version,
+                       "request_id": request.id, "parameters": request.parameters}
+        headers = dict(raw.headers)
+        headers["X-Model-Name"] = request.model_name
+        headers["X-Model-Version"] = request.model_version
+        self.headers = headers
+
+    @property
+    def body(self) -> Any:
+        if self._body is None:
+            self._body = dump_json(request_document(self.request))
+        return self._body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        self._body = value
+
+
+def request_document(request: InferenceRequest) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": request.id, "model_name": request.model_name,
+                           "model_version": request.model_version}
+    if request.parameters:
+        doc["parameters"] = request.parameters
+    doc["inputs"] = [{"name": name, "datatype": request.datatypes[name],
+                      "shape": list(array.shape),
+                      "data": to_json_data(array, request.datatypes[name])}
+                     for name, array in request.inputs.items()]
+    if request.outputs is not None:
+        doc["outputs"] = [{"name": o.name} for o in request.outputs]
+    return doc

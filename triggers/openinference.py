@@ -1,0 +1,303 @@
+"""The openinference trigger: a KServe v2 / Triton inference server in front of a function.
+
+REST (with the binary tensor data extension) and gRPC (``inference.GRPCInferenceService``)
+share one worker pool. The trigger only routes: it answers health and metadata
+itself and hands each inference request's bytes to a worker, which decodes the
+tensors, runs the handler and encodes the response (``runtime.inference``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+from aiohttp import web
+from aiohttp.web_request import BaseRequest
+from pydantic import AliasChoices, Field, field_validator, model_validator
+
+from processor.config import Address, ConfigError, parse_address
+from processor.http_server import BodyTooLarge, BoundHTTPServer, json_error, read_body
+from protos import open_inference_pb2 as pb
+from runtime.events import RawEvent, new_event_id
+from runtime.inference.model import ModelSpec, TensorSpec, metadata
+from runtime.inference.rest import HEADER_LENGTH
+from runtime.inference.tensors import DTYPES
+from runtime.pool import WorkerUnavailable
+from runtime.responses import JSON, RawResponse, dump_json
+from triggers.base import Trigger, TriggerAttributes, bind_socket, claim_address
+from triggers.openinference_grpc import GRPCService
+
+SERVER_NAME = "nuclio-py-processor"
+SERVER_VERSION = "0.1.0"
+PLATFORM = "nuclio_python"
+EXTENSIONS = ["binary_tensor_data"]
+_MODELS = "/v2/models/"
+
+
+def _alias(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+class TensorAttributes(TriggerAttributes):
+    name: str = Field(min_length=1)
+    datatype: str = Field(validation_alias=_alias("datatype", "data_type", "dataType"))
+    shape: list[int]
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DTYPES:
+            raise ValueError(f"expected one of {', '.join(DTYPES)}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _dimensions(cls, value: list[int]) -> list[int]:
+        if any(d < -1 for d in value):
+            raise ValueError("dimensions must be >= 0, or -1 for any size")
+        return value
+
+
+class OpenInferenceAttributes(TriggerAttributes):
+    model_name: str = Field("model", min_length=1,
+                            validation_alias=_alias("model_name", "modelName"))
+    model_version: str = Field("1", validation_alias=_alias("model_version", "modelVersion"))
+    rest_port: int = Field(8080, ge=0, le=65535, validation_alias=_alias("rest_port", "restPort"))
+    grpc_port: int = Field(9000, ge=0, le=65535, validation_alias=_alias("grpc_port", "grpcPort"))
+    enable_rest: bool = Field(True, validation_alias=_alias("enable_rest", "enableREST",
+                                                            "enableRest"))
+    enable_grpc: bool = Field(True, validation_alias=_alias("enable_grpc", "enableGRPC",
+                                                            "enableGrpc"))
+    input_tensors: list[TensorAttributes] = Field(
+        default_factory=list, validation_alias=_alias("input_tensors", "inputTensors"))
+    output_tensors: list[TensorAttributes] = Field(
+        default_factory=list, validation_alias=_alias("output_tensors", "outputTensors"))
+    # Largest REST request body and gRPC message accepted (413 / RESOURCE_EXHAUSTED beyond).
+    max_request_bytes: int = Field(64 << 20, ge=1, validation_alias=_alias(
+        "max_request_bytes", "maxRequestBytes"))
+    max_grpc_message_bytes: int = Field(64 << 20, ge=1, validation_alias=_alias(
+        "max_grpc_message_bytes", "maxGrpcMessageBytes"))
+
+    @model_validator(mode="after")
+    def _one_protocol(self) -> OpenInferenceAttributes:
+        if not (self.enable_rest or self.enable_grpc):
+            raise ValueError("enable_rest and enable_grpc are both false; expected at least "
+                             "one protocol enabled")
+        for what, tensors in (("input_tensors", self.input_tensors),
+                              ("output_tensors", self.output_tensors)):
+            names = [t.name for t in tensors]
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what}: tensor names must be unique, got {names}")
+        return self
+
+    def model_spec(self) -> ModelSpec:
+        def tensors(items: list[TensorAttributes]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(t.name, t.datatype, tuple(t.shape)) for t in items)
+
+        return ModelSpec(self.model_name, self.model_version, tensors(self.input_tensors),
+                         tensors(self.output_tensors))
+
+
+class OpenInferenceTrigger(Trigger):
+    kind = "openinference"
+    Attributes = OpenInferenceAttributes
+    attributes: OpenInferenceAttributes
+    _rest: BoundHTTPServer | None = None
+    _grpc: grpc.aio.Server | None = None
+    _grpc_stopping: asyncio.Future[Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = self.attributes.model_spec()
+        # Every event names the codec and the model; the worker needs nothing else.
+        self._rest_codec = ("openinference", ("rest", self.spec))
+        self._grpc_codec = ("openinference", ("grpc", self.spec))
+        self._serving = False
+        self._metadata_json = dump_json(metadata(self.spec, PLATFORM))
+        self._server_json = dump_json({"name": SERVER_NAME, "version": SERVER_VERSION,
+                                       "extensions": EXTENSIONS})
+        self.rest_address: Address | None = None
+        self.grpc_address: Address | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+    def listen_ports(self) -> list[int]:
+        attrs = self.attributes
+        return ([attrs.rest_port] if attrs.enable_rest else []) + \
+            ([attrs.grpc_port] if attrs.enable_grpc else [])
+
+    def bind(self, default_host: str) -> None:
+        attrs = self.attributes
+        path = f"{self.config.yaml_path}.attributes"
+        if attrs.enable_rest:
+            self.rest_address = parse_address(str(attrs.rest_port), f"{path}.rest_port",
+                                              default_host)
+            self._rest = BoundHTTPServer(self._handle_rest,
+                                         bind_socket(self.rest_address, f"{path}.rest_port"),
+                                         client_max_size=attrs.max_request_bytes)
+        if attrs.enable_grpc:
+            self.grpc_address = parse_address(str(attrs.grpc_port), f"{path}.grpc_port",
+                                              default_host)
+            self._grpc = self._bind_grpc(self.grpc_address, f"{path}.grpc_port")
+
+    def _bind_grpc(self, address: Address, yaml_path: str) -> grpc.aio.Server:
+        claim_address(address, yaml_path)
+        size = self.attributes.max_grpc_message_bytes
+        server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+        ])
+        server.add_generic_rpc_handlers((GRPCService(self).handler(),))
+        host = f"[{address.host}]" if ":" in address.host else address.host
+        try:
+            port = server.add_insecure_port(f"{host}:{address.port}")
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                              "in use; expected a free port")
+        self.grpc_address = Address(address.host, port)
+        return server
+
+    async def start(self) -> None:
+        if self._rest is not None:
+            await self._rest.start()
+            self.rest_address = Address(self.rest_address.host if self.rest_address else "",
+                                        self._rest.port)
+        if self._grpc is not None:
+            await self._grpc.start()
+        self._serving = True
+        self.logger.info_with("OpenInference trigger listening", trigger=self.name,
+                              model=self.spec.name, version=self.spec.version,
+                              rest=str(self.rest_address) if self._rest else None,
+                              grpc=str(self.grpc_address) if self._grpc else None,
+                              workers=self.pool.size)
+
+    @property
+    def ready(self) -> bool:
+        return self._serving and self.pool.ready
+
+    async def stop_accepting(self) -> None:
+        self._serving = False
+        if self._rest is not None:
+            self._rest.stop_listening()
+        if self._grpc is not None:
+            # New calls are refused at once; calls in flight get the drain's time.
+            self._grpc_stopping = asyncio.ensure_future(
+                self._grpc.stop(self.config.termination_timeout))
+
+    async def close(self) -> None:
+        if self._rest is not None:
+            await self._rest.shutdown(1.0)
+        if self._grpc_stopping is not None:
+            await self._grpc_stopping
+        elif self._grpc is not None:
+            await self._grpc.stop(0)
+
+    # -- inference, shared by both protocols -------------------------------------------------
+    async def infer(self, body: bytes, headers: dict[str, str], grpc_call: bool
+                    ) -> RawResponse:
+        """Runs one request through the pool; WorkerUnavailable becomes a 503."""
+        raw = RawEvent(new_event_id(), body, "", headers, {}, "POST", "", "", time.time(),
+                       self.kind, self.name, None, None,
+                       self._grpc_codec if grpc_call else self._rest_codec)
+        try:
+            result = await self.pool.submit(raw)
+        except WorkerUnavailable as exc:
+            self.metrics.rejected("no_worker")
+            return RawResponse(503, {}, dump_json({"error": str(exc)}), JSON, raw.id)
+        assert isinstance(result, RawResponse)
+        return result
+
+    # -- REST -------------------------------------------------------------------------------
+    async def _handle_rest(self, request: BaseRequest) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(_MODELS):
+            return await self._model_route(request, path[len(_MODELS):].split("/"))
+        if request.method != "GET":
+            return json_error(405, f"{request.method} is not allowed on {path}")
+        if path in ("/v2", "/v2/"):
+            return web.Response(body=self._server_json, content_type=JSON)
+        if path == "/v2/health/live":
+            return web.Response(body=b'{"live":true}', content_type=JSON)
+        if path == "/v2/health/ready":
+            return self._ready_response({"ready": self.ready})
+        return json_error(404, f"no route {path}; expected /v2, /v2/health/... or "
+                               f"/v2/models/{self.spec.name}/...")
+
+    def _ready_response(self, doc: dict[str, Any]) -> web.Response:
+        return web.Response(status=200 if self.ready else 503, body=dump_json(doc),
+                            content_type=JSON)
+
+    async def _model_route(self, request: BaseRequest, parts: list[str]) -> web.StreamResponse:
+        name, rest = parts[0], parts[1:]
+        version = ""
+        if len(rest) >= 2 and rest[0] == "versions":
+            version, rest = rest[1], rest[2:]
+        spec = self.spec
+        if name != spec.name:
+            return json_error(404, f"unknown model {name!r}; this server serves {spec.name!r}")
+        if version and version != spec.version:
+            return json_error(404, f"model {name!r} has no version {version!r}; available: "
+                                   f"{spec.version!r}")
+        action = "/".join(rest)
+        if action == "infer":
+            if request.method != "POST":
+                return json_error(405, "infer takes POST")
+            return await self._rest_infer(request)
+        if request.method != "GET":
+            return json_error(405, f"{request.method} is not allowed here")
+        if action == "":
+            return web.Response(body=self._metadata_json, content_type=JSON)
+        if action == "ready":
+            return self._ready_response({"name": spec.name, "ready": self.ready})
+        return json_error(404, f"no model route {action!r}; expected '', 'ready' or 'infer'")
+
+    async def _rest_infer(self, request: BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        if not self._serving:
+            return json_error(503, "the server is shutting down")
+        try:
+            body = await read_body(request, self.attributes.max_request_bytes)
+        except BodyTooLarge as exc:
+            self.metrics.rejected("body_too_large")
+            return json_error(413, str(exc))
+        length = request.headers.get(HEADER_LENGTH)
+        result = await self.infer(body, {HEADER_LENGTH: length} if length is not None else {},
+                                  grpc_call=False)
+        headers = dict(result.headers)
+        headers["Content-Type"] = result.content_type
+        if result.status != 200 and result.content_type != JSON:
+            response = json_error(result.status, result.body.decode("utf-8", "replace"))
+        else:
+            response = web.Response(status=result.status, body=result.body, headers=headers)
+        self.metrics.observe_latency(time.perf_counter() - started)
+        return response
+
+    # -- gRPC helpers used by GRPCService ---------------------------------------------------
+    def check_model(self, name: str, version: str) -> tuple[grpc.StatusCode, str] | None:
+        spec = self.spec
+        if name != spec.name:
+            return grpc.StatusCode.NOT_FOUND, (f"unknown model {name!r}; this server serves "
+                                               f"{spec.name!r}")
+        if version and version != spec.version:
+            return grpc.StatusCode.NOT_FOUND, (f"model {name!r} has no version {version!r}; "
+                                               f"available: {spec.version!r}")
+        return None
+
+    def metadata_message(self) -> pb.ModelMetadataResponse:
+        spec = self.spec
+
+        def tensors(items: tuple[TensorSpec, ...]) -> list[Any]:
+            return [pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype,
+                                                            shape=t.shape) for t in items]
+
+        return pb.ModelMetadataResponse(name=spec.name, versions=[spec.version],
+                                        platform=PLATFORM, inputs=tensors(spec.inputs),
+                                        outputs=tensors(spec.outputs))
+
+    def server_metadata_message(self) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION,
+                                         extensions=EXTENSIONS)
