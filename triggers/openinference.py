@@ -19,7 +19,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from processor.config import Address, ConfigError, parse_address
 from processor.http_server import BodyTooLarge, BoundHTTPServer, json_error, read_body
-from protos import open_inference_pb2 as pb
+from protos.open_inference import messages
 from runtime.events import RawEvent, new_event_id
 from runtime.inference.model import ModelSpec, TensorSpec, metadata
 from runtime.inference.rest import HEADER_LENGTH
@@ -287,7 +287,8 @@ class OpenInferenceTrigger(Trigger):
                                                f"available: {spec.version!r}")
         return None
 
-    def metadata_message(self) -> pb.ModelMetadataResponse:
+    def metadata_message(self) -> Any:
+        pb = messages()
         spec = self.spec
 
         def tensors(items: tuple[TensorSpec, ...]) -> list[Any]:
@@ -298,6 +299,6 @@ class OpenInferenceTrigger(Trigger):
                                         platform=PLATFORM, inputs=tensors(spec.inputs),
                                         outputs=tensors(spec.outputs))
 
-    def server_metadata_message(self) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION,
+    def server_metadata_message(self) -> Any:
+        return messages().ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION,
                                          extensions=EXTENSIONS)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from protos import open_inference_pb2 as pb
+from protos.open_inference import messages
 from runtime.responses import RawResponse
 
 if TYPE_CHECKING:
@@ -61,8 +61,12 @@ Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 class GRPCService:
     def __init__(self, trigger: OpenInferenceTrigger) -> None:
         self.trigger = trigger
+        self.pb: Any = None
 
     def handler(self) -> grpc.GenericRpcHandler:
+        # Looked up here, after the handler is loaded: see protos/open_inference.py.
+        pb = self.pb = messages()
+
         def typed(method: Unary, request_type: Any) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
                 method, request_deserializer=request_type.FromString,
@@ -79,14 +83,14 @@ class GRPCService:
         })
 
     async def server_live(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerLiveResponse(live=True)
+        return self.pb.ServerLiveResponse(live=True)
 
     async def server_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerReadyResponse(ready=self.trigger.ready)
+        return self.pb.ServerReadyResponse(ready=self.trigger.ready)
 
     async def model_ready(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._check_model(request.name, request.version, context)
-        return pb.ModelReadyResponse(ready=self.trigger.ready)
+        return self.pb.ModelReadyResponse(ready=self.trigger.ready)
 
     async def server_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return self.trigger.server_metadata_message()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from protos.open_inference_pb2 import InferParameter, ModelInferRequest, ModelInferResponse
+from protos.open_inference import messages
 from runtime.events import RawEvent
 from runtime.inference.errors import bad_request
 from runtime.inference.event import InferenceEvent
@@ -44,14 +44,14 @@ def _parameters(params: Any) -> dict[str, Any]:
     return out
 
 
-def _parameter(value: Any) -> InferParameter:
+def _parameter(value: Any) -> Any:
     if isinstance(value, bool):
-        return InferParameter(bool_param=value)
+        return messages().InferParameter(bool_param=value)
     if isinstance(value, int):
-        return InferParameter(int64_param=value)
+        return messages().InferParameter(int64_param=value)
     if isinstance(value, float):
-        return InferParameter(double_param=value)
-    return InferParameter(string_param=str(value))
+        return messages().InferParameter(double_param=value)
+    return messages().InferParameter(string_param=str(value))
 
 
 def _from_raw_contents(data: bytes, datatype: str, shape: tuple[int, ...], what: str
@@ -78,7 +78,7 @@ def _from_contents(tensor: Any, datatype: str, shape: tuple[int, ...], what: str
 
 
 def decode(raw: RawEvent, spec: ModelSpec) -> InferenceRequest:
-    message = ModelInferRequest()
+    message = messages().ModelInferRequest()
     try:
         message.ParseFromString(raw.body)
     except DecodeError as exc:
@@ -105,7 +105,7 @@ def decode(raw: RawEvent, spec: ModelSpec) -> InferenceRequest:
 def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> bytes:
     request = event.request
     outputs = collect(result, spec, request.outputs)
-    response = ModelInferResponse(model_name=spec.name, model_version=spec.version,
+    response = messages().ModelInferResponse(model_name=spec.name, model_version=spec.version,
                                   id=request.id)
     for key, value in outputs.parameters.items():
         response.parameters[key].CopyFrom(_parameter(value))

@@ -269,6 +269,21 @@ def test_seed_style_handler_runs_unmodified(tmp_path: Path) -> None:
         server.proc.stop()
 
 
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_handler_importing_tritonclient_grpc(tmp_path: Path, kind: str) -> None:
+    cfg, rest, grpc_port = oi_config("inference_with_tritonclient:handler", workers=1)
+    cfg["spec"]["runtimeAttributes"] = {"workerKind": kind}
+    server = _start(tmp_path, cfg, rest, grpc_port)
+    try:
+        tensor = tgrpc.InferInput("x", [2], "INT32")
+        tensor.set_data_from_numpy(np.array([1, 2], dtype=np.int32))
+        assert server.grpc.infer(MODEL, [tensor]).as_numpy("y").tolist() == [2, 3]
+        assert server.grpc.get_model_metadata(MODEL).name == MODEL
+    finally:
+        server.close()
+        server.proc.stop()
+
+
 # -- bad input and faulty handlers ------------------------------------------------------------
 def test_malformed_requests_get_400_and_the_server_keeps_serving(faults_server: Server) -> None:
     url = f"{faults_server.rest}/v2/models/{MODEL}/infer"

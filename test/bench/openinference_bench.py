@@ -1,0 +1,311 @@
+#!/usr/bin/env python3
+"""OpenInference benchmark: the processor's openinference trigger against MLServer.
+
+Run as ``python test/bench/openinference_bench.py`` (``make bench-openinference``).
+Both servers serve the same "double the input" model: MLServer a custom
+``MLModel`` (installed on first use into its own venv, /opt/mlserver-venv, because
+its pins clash with ours), the processor a one-line numpy handler, in two worker
+kinds. The same load drives each: a client process with tritonclient's asyncio
+HTTP or gRPC client, N concurrent requests in a loop for a fixed time after a
+warm-up. Rounds are interleaved and medians reported, with ratios to MLServer
+measured in the same run. MLServer lacks the binary tensor extension, so its REST
+rows use JSON tensors; the processor's REST rows use tritonclient's default
+(binary), and one extra row uses JSON on both sides (a large tensor in JSON is
+bound by the client's own encoding: a few requests per second either way).
+Results go to stdout (a table) and to ``results/openinference.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.http_bench import http_get, log_tail, machine, stop_process, unwind_on_sigterm
+from test.support import free_port, platform_config
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_PATH = ROOT / "test" / "bench" / "results" / "openinference.json"
+MLSERVER_VENV = Path("/opt/mlserver-venv")
+READY_TIMEOUT = 90.0
+TARGET_RATIO = 1.5
+
+MLSERVER_MODEL = """
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+class DoubleModel(MLModel):
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        x = NumpyCodec.decode_input(payload.inputs[0])
+        return InferenceResponse(model_name=self.name,
+                                 outputs=[NumpyCodec.encode_output("output0", x * 2)])
+"""
+
+HANDLERS = {
+    "double_async": "async def handler(context, event):\n"
+                    "    return {'output0': event.inputs['input0'] * 2}\n",
+    "double_sync": "def handler(context, event):\n"
+                   "    return {'output0': event.inputs['input0'] * 2}\n",
+}
+
+# The load: N tasks, each sending an inference request and awaiting its answer in a
+# loop; requests that start inside the measured window count. Prints one JSON line.
+CLIENT = """
+import asyncio, json, sys, time
+import numpy as np
+
+async def main(cfg):
+    shape, binary = cfg["shape"], cfg["binary"]
+    data = np.random.default_rng(0).random(shape, dtype=np.float32)
+    if cfg["protocol"] == "grpc":
+        import tritonclient.grpc.aio as tc
+        client = tc.InferenceServerClient(cfg["url"])
+        def request():
+            x = tc.InferInput("input0", shape, "FP32")
+            x.set_data_from_numpy(data)
+            return [x], [tc.InferRequestedOutput("output0")]
+    else:
+        import tritonclient.http.aio as tc
+        client = tc.InferenceServerClient(cfg["url"], conn_limit=cfg["concurrency"])
+        # The aio client sends no Content-Type; MLServer (FastAPI) needs it for JSON.
+        headers = None if binary else {"Content-Type": "application/json"}
+        def request():
+            x = tc.InferInput("input0", shape, "FP32")
+            x.set_data_from_numpy(data, binary_data=binary)
+            return [x], [tc.InferRequestedOutput("output0", binary_data=binary)]
+    if cfg["protocol"] == "grpc":
+        headers = None
+    inputs, outputs = request()
+    check = await client.infer(cfg["model"], inputs, outputs=outputs, headers=headers)
+    assert np.allclose(check.as_numpy("output0"), data * 2), "wrong answer"
+    latencies, errors = [], 0
+    start = time.perf_counter() + cfg["warmup"]
+    end = start + cfg["seconds"]
+
+    async def drive():
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            inputs, outputs = request()
+            try:
+                await client.infer(cfg["model"], inputs, outputs=outputs, headers=headers)
+            except Exception:
+                errors += 1
+                continue
+            if t0 >= start:
+                latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(drive() for _ in range(cfg["concurrency"])))
+    await client.close()
+    latencies.sort()
+    n = len(latencies)
+    print(json.dumps({"requests": n, "rps": n / cfg["seconds"], "errors": errors,
+                      "p50_ms": latencies[n // 2] * 1000 if n else None,
+                      "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else None}))
+
+asyncio.run(main(json.loads(sys.argv[1])))
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    protocol: str  # rest | grpc
+    shape: tuple[int, ...]
+    binary: bool  # REST only; MLServer always gets JSON
+
+
+ROWS = (
+    Row("REST small 1x16", "rest", (1, 16), True),
+    Row("REST large 1x3x224x224", "rest", (1, 3, 224, 224), True),
+    Row("REST small, JSON both", "rest", (1, 16), False),
+    Row("gRPC small 1x16", "grpc", (1, 16), False),
+    Row("gRPC large 1x3x224x224", "grpc", (1, 3, 224, 224), False),
+)
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    rest_port: int
+    grpc_port: int
+    log: Path
+    binary_rest: bool  # speaks the binary tensor extension
+
+
+def ensure_mlserver() -> Path:
+    binary = MLSERVER_VENV / "bin" / "mlserver"
+    if not binary.exists():
+        print("Installing MLServer into its own venv (first run only)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", "mlserver"],
+                       check=True, timeout=900)
+    return binary
+
+
+def launch_mlserver(workdir: Path) -> Server:
+    folder = workdir / "mlserver"
+    model = folder / "double"
+    model.mkdir(parents=True)
+    (model / "double_model.py").write_text(MLSERVER_MODEL)
+    (model / "model-settings.json").write_text(json.dumps(
+        {"name": "double", "implementation": "double_model.DoubleModel"}))
+    rest, grpc_port = free_port(), free_port()
+    # parallel_workers 0: inference in the server process (no extra hop; the setting
+    # PEERS.md found stable); MLServer's own metrics server on a free port.
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": rest, "grpc_port": grpc_port,
+        "metrics_port": free_port(), "parallel_workers": 0, "debug": False}))
+    log = workdir / "mlserver.log"
+    proc = subprocess.Popen([str(ensure_mlserver()), "start", str(folder)], cwd=model,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Server("MLServer", proc, rest, grpc_port, log, binary_rest=False)
+
+
+def launch_processor(workdir: Path, name: str, handler: str, kind: str, workers: int
+                     ) -> Server:
+    fn_dir = workdir / name
+    fn_dir.mkdir()
+    (fn_dir / f"{handler}.py").write_text(HANDLERS[handler])
+    rest, grpc_port = free_port(), free_port()
+    config = {"metadata": {"name": "double"}, "spec": {
+        "handler": f"{handler}:handler", "disableDefaultHTTPTrigger": True,
+        "runtimeAttributes": {"workerKind": kind},
+        "triggers": {"infer": {"kind": "openinference", "numWorkers": workers, "attributes": {
+            "model_name": "double", "rest_port": rest, "grpc_port": grpc_port}}}}}
+    (fn_dir / "function.yaml").write_text(yaml.safe_dump(config))
+    (fn_dir / "platform.yaml").write_text(yaml.safe_dump(
+        platform_config(free_port(), free_port(), function_level="warn")))
+    log = fn_dir / "processor.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "processor.cli", "--config", str(fn_dir / "function.yaml"),
+         "--platform-config", str(fn_dir / "platform.yaml"), "--listen-host", "127.0.0.1"],
+        cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Server(name, proc, rest, grpc_port, log, binary_rest=True)
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited:\n{log_tail(server.log)}")
+        answer = http_get(server.rest_port, "/v2/models/double/ready")
+        if answer is not None and answer[0] == 200:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} not ready in {READY_TIMEOUT}s:\n{log_tail(server.log)}")
+
+
+@contextlib.contextmanager
+def running(workdir: Path) -> Iterator[list[Server]]:
+    servers: list[Server] = []
+    try:
+        servers.append(launch_mlserver(workdir))
+        servers.append(launch_processor(workdir, "processor async", "double_async", "async", 1))
+        servers.append(launch_processor(workdir, "processor process x2", "double_sync",
+                                        "process", 2))
+        for server in servers:
+            wait_ready(server)
+        yield servers
+    finally:
+        for server in servers:
+            stop_process(server.proc)
+
+
+def measure(server: Server, row: Row, args: argparse.Namespace) -> dict[str, Any]:
+    port = server.grpc_port if row.protocol == "grpc" else server.rest_port
+    cfg = {"protocol": row.protocol, "url": f"127.0.0.1:{port}", "model": "double",
+           "shape": list(row.shape), "binary": row.binary and server.binary_rest,
+           "concurrency": args.concurrency, "warmup": args.warmup, "seconds": args.seconds}
+    out = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(cfg)], capture_output=True,
+                         text=True, timeout=args.warmup + args.seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"client failed against {server.name} ({row.name}):\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench(servers: list[Server], args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for row in ROWS:
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+        for round_ in range(args.rounds):
+            order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
+            for server in order:
+                runs[server.name].append(measure(server, row, args))
+        reference = statistics.median(r["rps"] for r in runs[servers[0].name])
+        for server in servers:
+            rps = statistics.median(r["rps"] for r in runs[server.name])
+            rows.append({
+                "row": row.name, "server": server.name, "rps": rps,
+                "p99_ms": statistics.median(r["p99_ms"] for r in runs[server.name]),
+                "ratio": rps / reference if reference else None,
+                "errors": sum(r["errors"] for r in runs[server.name]),
+                "binary": row.binary and server.binary_rest and row.protocol == "rest",
+                "runs": runs[server.name]})
+            print(f"  {row.name:26} {server.name:22} {rps:8.0f} req/s  "
+                  f"p99 {rows[-1]['p99_ms']:7.1f} ms  x{rows[-1]['ratio']:.2f}", flush=True)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| row | server | req/s (median) | vs MLServer | p99 ms |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['row']} | {r['server']} | {r['rps']:.0f} | {r['ratio']:.2f} | "
+                     f"{r['p99_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    unwind_on_sigterm()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp, running(Path(tmp)) as servers:
+        rows = bench(servers, args)
+    print()
+    print(format_table(rows))
+    missed = [r for r in rows if r["server"] != "MLServer" and r["ratio"] < TARGET_RATIO]
+    print(f"\nTarget >= {TARGET_RATIO}x MLServer in every row: "
+          f"{'met' if not missed else f'missed in {len(missed)} of {len(rows) - len(ROWS)}'}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "when": datetime.datetime.now(datetime.UTC).isoformat(), "machine": machine(),
+        "settings": vars(args) | {"output": str(args.output)}, "rows": rows}, indent=1))
+    print(f"Total time {time.monotonic() - started:.0f} s; results in {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
