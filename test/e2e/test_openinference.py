@@ -8,6 +8,7 @@ typed contents, and curl for the JSON routes. Loopback only.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import threading
@@ -413,6 +414,37 @@ def test_no_free_worker_then_timeout(faults_server: Server) -> None:
         except InferenceServerException:
             assert time.monotonic() < deadline, "no replacement worker within 10 s"
             time.sleep(0.2)
+
+
+def test_draining_server_is_not_ready(tmp_path: Path) -> None:
+    """After SIGTERM, requests already accepted finish; the model stops being ready (503)
+    for clients still connected, and new inferences are refused."""
+    cfg, rest, grpc_port = oi_config("inference_faults:handler", workers=1)
+    server = _start(tmp_path, cfg, rest, grpc_port)
+    session = requests.Session()  # one keep-alive connection, open before the SIGTERM
+    ready_url = f"{server.rest}/v2/models/{MODEL}/ready"
+    try:
+        assert session.get(ready_url, timeout=5).status_code == 200
+        answers: list[Any] = []
+        slow = threading.Thread(target=lambda: answers.append(requests.post(
+            f"{server.rest}/v2/models/{MODEL}/infer", timeout=20, json={
+                "parameters": {"mode": "sleep", "seconds": 2},
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]})))
+        slow.start()
+        time.sleep(0.5)
+        server.proc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        draining = session.get(ready_url, timeout=5)
+        assert draining.status_code == 503 and draining.json() == {"name": MODEL,
+                                                                     "ready": False}
+        assert session.get(f"{server.rest}/v2/health/ready", timeout=5).status_code == 503
+        slow.join()
+        assert answers[0].status_code == 200
+        assert server.proc.proc.wait(15) == 0
+    finally:
+        session.close()
+        server.close()
+        server.proc.stop()
 
 
 def test_config_errors_exit_2_with_the_yaml_path(tmp_path: Path) -> None:
