@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: install install-test run test lint unit e2e bench bench-openinference protos
+.PHONY: install install-test run test lint unit e2e bench bench-openinference bench-extproc protos
 
 install:
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e .
@@ -35,6 +35,10 @@ bench: install
 # MLServer (the reference) is installed on first use into its own venv, /opt/mlserver-venv.
 bench-openinference: install-test
 	$(PYTHON) test/bench/openinference_bench.py
+
+bench-extproc: install-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PYTHON) test/bench/extproc_bench.py
 
 # Generated gRPC modules are committed; test/unit/test_protos.py fails when they are stale.
 protos:

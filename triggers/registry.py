@@ -14,6 +14,7 @@ TRIGGERS: dict[str, str] = {
     "websocket": "triggers.websocket:WebSocketTrigger",
     "job": "triggers.job:JobTrigger",
     "cron": "triggers.cron:CronTrigger",
+    "extproc": "triggers.extproc:ExtProcTrigger",
     "openinference": "triggers.openinference:OpenInferenceTrigger",
 }
 

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""ext_proc benchmark: Envoy alone against Envoy with our processor as its ext_proc.
+
+Run as ``python test/bench/extproc_bench.py``. One Envoy (one worker thread)
+has three listeners in front of the same aiohttp echo upstream: no ext_proc
+filter (the reference), our wrapprocessor (request and response headers and
+BUFFERED bodies, a passthrough async handler) and our preprocessor on request
+headers only. ``wrk`` POSTs a small body through each; rounds are interleaved
+and medians reported with ratios to the reference (DESIGN.md section 7).
+Targets: headers-only preprocessor >= 0.6x, buffered wrapprocessor >= 0.4x.
+Two more rows measure the floor: a bare grpc.aio ext_proc server that answers
+CONTINUE to everything, in each mode, so the cost of gRPC itself shows. No
+Python ext_proc SDK is available from the package index here, so no peer
+processor is measured. Results go to stdout and ``results/extproc.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.http_bench import (
+    WrkRun,
+    machine,
+    parse_wrk,
+    require_wrk,
+    tree_cpu_seconds,
+)
+from test.conftest import RunningProcessor
+from test.envoy_support import Route, RunningEnvoy, RunningUpstream
+from test.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_PATH = ROOT / "test" / "bench" / "results" / "extproc.json"
+CONNECTIONS = 32
+BODY = "x" * 64
+POST_SCRIPT = f'wrk.method = "POST"\nwrk.body = "{BODY}"\n' \
+              'wrk.headers["Content-Type"] = "text/plain"\n'
+
+
+# The floor: the least a grpc.aio ext_proc server can do (CONTINUE to everything, no
+# events, no handler), on uvloop like the processor. It shows what bounds ours.
+BARE_GRPC_AIO = """
+import asyncio, sys
+import grpc, uvloop
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+REPLIES = {kind: pb.ProcessingResponse(**{kind: pb.HeadersResponse() if "headers" in kind
+                                          else pb.BodyResponse()}).SerializeToString()
+           for kind in ("request_headers", "response_headers", "request_body", "response_body")}
+
+async def process(requests, context):
+    async for message in requests:
+        yield REPLIES[message.WhichOneof("request")]
+
+async def main(port):
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    method = grpc.stream_stream_rpc_method_handler(
+        process, request_deserializer=pb.ProcessingRequest.FromString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "envoy.service.ext_proc.v3.ExternalProcessor", {"Process": method}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+uvloop.install()
+asyncio.run(main(int(sys.argv[1])))
+"""
+HEADERS_ONLY = {"request_body": "NONE", "response_headers": "SKIP", "response_body": "NONE"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    type: str | None  # the processor type; None: Envoy without ext_proc; "bare": the floor
+    route: dict[str, str]
+    min_ratio: float | None = None
+
+
+SETUPS = (
+    Setup("Envoy, no ext_proc", None, {}),
+    Setup("wrapprocessor, headers + BUFFERED", "wrapprocessor", {}, 0.4),
+    Setup("preprocessor, request headers only", "preprocessor", HEADERS_ONLY, 0.6),
+    Setup("floor: bare grpc.aio, headers + BUFFERED", "bare", {}),
+    Setup("floor: bare grpc.aio, headers only", "bare", HEADERS_ONLY),
+)
+
+
+def processor_config(setup: Setup, port: int, workers: int) -> dict[str, Any]:
+    return {"apiVersion": "nuclio.io/v1", "kind": "NuclioFunction",
+            "metadata": {"name": "bench-extproc", "namespace": "default"},
+            "spec": {"runtime": "python:3.11", "handler": "extproc_passthrough:handler",
+                     "disableDefaultHTTPTrigger": True,
+                     "triggers": {"ep": {"kind": "extproc", "numWorkers": workers,
+                                         "attributes": {"type": setup.type, "port": port}}}}}
+
+
+@contextlib.contextmanager
+def running(workdir: Path, workers: int) -> Iterator[tuple[RunningEnvoy, dict[str, Any]]]:
+    """The upstream, one processor per ext_proc setup, and Envoy; all stopped on the way out."""
+    upstream = RunningUpstream(workdir)
+    processors: dict[str, RunningProcessor] = {}
+    envoy: RunningEnvoy | None = None
+    (workdir / "bare_grpc_aio.py").write_text(BARE_GRPC_AIO)
+    bare_port = free_port()
+    bare = subprocess.Popen([sys.executable, str(workdir / "bare_grpc_aio.py"), str(bare_port)],
+                            cwd=ROOT, stdin=subprocess.DEVNULL)
+    try:
+        routes = []
+        for index, setup in enumerate(SETUPS):
+            port = None
+            if setup.type == "bare":
+                port = bare_port
+            elif setup.type is not None:
+                port = free_port()
+                proc_dir = workdir / f"processor-{index}"
+                proc_dir.mkdir()
+                processors[setup.name] = RunningProcessor(
+                    processor_config(setup, port, workers), workdir=proc_dir,
+                    extra_args=("--listen-host", "127.0.0.1", "--log-level", "warn"))
+            routes.append(Route(port, message_timeout="5s", **setup.route))
+        for proc in processors.values():
+            proc.wait_ready()
+        envoy = RunningEnvoy.with_routes(routes, upstream.port, workdir)
+        yield envoy, {**processors, **{s.name: bare for s in SETUPS if s.type == "bare"}}
+    finally:
+        bare.kill()
+        bare.wait()
+        if envoy is not None:
+            envoy.stop()
+        for proc in processors.values():
+            proc.stop()
+        upstream.stop()
+
+
+def run_wrk(url: str, seconds: int, script: Path) -> WrkRun:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s",
+               str(script), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
+                          check=False, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+def check_route(url: str) -> None:
+    """wrk counts only statuses: check once that the body really goes through."""
+    done = subprocess.run(["curl", "-s", "-X", "POST", "--data", BODY, url],
+                          capture_output=True, text=True, timeout=10, check=False)
+    if f'"body": "{BODY}"' not in done.stdout:
+        raise RuntimeError(f"{url} did not echo the body: {done.stdout[:300]!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=64, help="async slots per processor")
+    args = parser.parse_args()
+    wrk_version = require_wrk()
+    runs: dict[str, list[WrkRun]] = {s.name: [] for s in SETUPS}
+    # CPU per request of the ext_proc server alone (Envoy's is in WrkRun.cpu_us_per_request).
+    server_cpu: dict[str, list[float]] = {s.name: [] for s in SETUPS}
+    with tempfile.TemporaryDirectory(prefix="extproc-bench-") as tmp, \
+            running(Path(tmp), args.workers) as (envoy, processors):
+        script = Path(tmp) / "post.lua"
+        script.write_text(POST_SCRIPT)
+        for index in range(len(SETUPS)):
+            check_route(envoy.url("/", index))
+        for round_no in range(args.rounds):
+            shift = round_no % len(SETUPS)
+            order = list(range(len(SETUPS)))
+            for index in order[shift:] + order[:shift]:
+                setup = SETUPS[index]
+                url = envoy.url("/bench", index)
+                if args.warmup:
+                    run_wrk(url, args.warmup, script)
+                server = processors.get(setup.name)
+                pids = [envoy.proc.pid] + ([server.pid if isinstance(server, subprocess.Popen)
+                                            else server.proc.pid] if server else [])
+                before = [tree_cpu_seconds(p) for p in pids]
+                run = run_wrk(url, args.seconds, script)
+                used = [tree_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+                run.cpu_us_per_request = sum(used) / run.requests * 1e6 if run.requests else None
+                ours = used[1] / max(run.requests, 1) * 1e6 if len(used) > 1 else 0.0
+                runs[setup.name].append(run)
+                server_cpu[setup.name].append(ours)
+                print(f"  round {round_no + 1}/{args.rounds} {setup.name:<36} "
+                      f"{run.rps:>8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
+                      f"p99 {run.p99_ms:6.2f} ms  CPU us/req: Envoy+processor "
+                      f"{run.cpu_us_per_request or 0:4.0f}, processor {ours:4.0f}"
+                      + (f"  [{', '.join(run.problems)}]" if run.problems else ""), flush=True)
+    report(runs, server_cpu, args, wrk_version)
+
+
+def report(runs: dict[str, list[WrkRun]], server_cpu: dict[str, list[float]],
+           args: argparse.Namespace, wrk_version: str) -> None:
+    reference = statistics.median(r.rps for r in runs[SETUPS[0].name])
+    reference_p99 = statistics.median(r.p99_ms for r in runs[SETUPS[0].name])
+    rows = []
+    print(f"\n{'configuration':<42} {'req/s':>7} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'p99 x':>6} {'CPU us/req':>10}  target")
+    for setup in SETUPS:
+        mine = runs[setup.name]
+        row: dict[str, Any] = {
+            "name": setup.name, "rps": statistics.median(r.rps for r in mine),
+            "p50_ms": statistics.median(r.p50_ms for r in mine),
+            "p99_ms": statistics.median(r.p99_ms for r in mine),
+            "cpu_us_per_request": statistics.median(r.cpu_us_per_request or 0 for r in mine),
+            "server_cpu_us_per_request": statistics.median(server_cpu[setup.name]),
+            "problems": sorted({p for r in mine for p in r.problems}),
+            "rounds": [asdict(r) for r in mine]}
+        row["ratio"] = row["rps"] / reference
+        row["p99_ratio"] = row["p99_ms"] / reference_p99
+        target = ""
+        if setup.min_ratio is not None:
+            row["pass"] = row["ratio"] >= setup.min_ratio and not row["problems"]
+            target = f">= {setup.min_ratio}x: {'met' if row['pass'] else 'NOT met'}"
+        rows.append(row)
+        print(f"{setup.name:<42} {row['rps']:>7.0f} {row['ratio']:>6.2f} {row['p50_ms']:>7.2f} "
+              f"{row['p99_ms']:>7.2f} {row['p99_ratio']:>6.2f} "
+              f"{row['server_cpu_us_per_request']:>10.0f}  {target}"
+              + (f"  [{', '.join(row['problems'])}]" if row["problems"] else ""))
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps({
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(), "wrk": wrk_version, "connections": CONNECTIONS,
+        "rounds": args.rounds, "seconds": args.seconds, "workers": args.workers,
+        "rows": rows}, indent=2))
+    print(f"\nresults: {RESULTS_PATH}")
+
+
+if __name__ == "__main__":
+    main()
