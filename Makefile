@@ -10,6 +10,7 @@ install:
 
 install-test:
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	@command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg)
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[test]'
 
 run: install

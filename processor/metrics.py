@@ -8,6 +8,7 @@ the per-trigger latency histogram is observed per event.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -128,15 +129,128 @@ class _PoolCollector(Collector):
         yield latency
 
 
+class FrameMetrics:
+    """Plain counters for a frame-streaming trigger (mjpeg, rtsp), read at scrape time.
+
+    Frames are counted where they leave the pipeline: processed (the handler ran),
+    dropped (by reason, never processed), sink-skipped (processed, but nothing to send).
+    ``fps`` is the processing rate over the last whole second; ``processed`` can be
+    ``rate()``d for any other window.
+    """
+
+    __slots__ = ("_fps_count", "_fps_second", "_last_fps", "delivered", "dropped_by",
+                 "latency", "processed", "read", "received", "reconnects", "skipped_by")
+
+    def __init__(self) -> None:
+        self.read = 0  # from the source, before processing_factor / processing_interval
+        self.reconnects = 0  # the source was lost and is being reconnected
+        self.received = 0
+        self.processed = 0
+        self.delivered = 0
+        self.dropped_by: dict[str, int] = {}
+        self.skipped_by: dict[str, int] = {}
+        self.latency = LatencyHistogram(LATENCY_BUCKETS)
+        self._fps_second = 0
+        self._fps_count = 0
+        self._last_fps = 0
+
+    def dropped(self, reason: str, amount: int = 1) -> None:
+        self.dropped_by[reason] = self.dropped_by.get(reason, 0) + amount
+
+    def sink_skipped(self, reason: str) -> None:
+        self.skipped_by[reason] = self.skipped_by.get(reason, 0) + 1
+
+    def frame_processed(self, now: float) -> None:
+        self.processed += 1
+        second = int(now)
+        if second != self._fps_second:
+            self._last_fps = self._fps_count if second == self._fps_second + 1 else 0
+            self._fps_second = second
+            self._fps_count = 0
+        self._fps_count += 1
+
+    def fps(self, now: float) -> int:
+        """Frames processed in the last whole second (0 when nothing ran lately)."""
+        second = int(now)
+        if second == self._fps_second:
+            return self._last_fps
+        return self._fps_count if second == self._fps_second + 1 else 0
+
+
+_POLICY_DROPS = {"superseded": 0, "busy": 0}
+
+
+class _FrameCollector(Collector):
+    def __init__(self) -> None:
+        self.entries: list[tuple[list[str], FrameMetrics]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.entries:
+            return
+        now = time.monotonic()
+        read = CounterMetricFamily("nuclio_processor_frames_read",
+                                   "Frames read from the source, before processing_factor",
+                                   labels=_LABELS)
+        reconnects = CounterMetricFamily("nuclio_processor_frame_source_reconnects",
+                                         "Times the frame source was lost and reconnected",
+                                         labels=_LABELS)
+        received = CounterMetricFamily("nuclio_processor_frames_received",
+                                       "Frames a trigger handed to its frame pipeline",
+                                       labels=_LABELS)
+        processed = CounterMetricFamily("nuclio_processor_frames_processed",
+                                        "Frames the handler ran on", labels=_LABELS)
+        delivered = CounterMetricFamily("nuclio_processor_frames_delivered",
+                                        "Handler results handed to the sink, in frame order",
+                                        labels=_LABELS)
+        dropped = CounterMetricFamily("nuclio_processor_frames_dropped",
+                                      "Frames dropped before or after processing, by reason",
+                                      labels=[*_LABELS, "reason"])
+        skipped = CounterMetricFamily("nuclio_processor_frames_sink_skipped",
+                                      "Processed frames that sent nothing to the sink, "
+                                      "by reason", labels=[*_LABELS, "reason"])
+        fps = GaugeMetricFamily("nuclio_processor_frames_processing_fps",
+                                "Frames processed in the last whole second", labels=_LABELS)
+        latency = HistogramMetricFamily("nuclio_processor_frame_latency_seconds",
+                                        "From reading a frame to handing its result to the "
+                                        "sink (or discarding it without a sink)",
+                                        labels=_LABELS)
+        for labels, frames in self.entries:
+            read.add_metric(labels, frames.read)
+            reconnects.add_metric(labels, frames.reconnects)
+            received.add_metric(labels, frames.received)
+            processed.add_metric(labels, frames.processed)
+            delivered.add_metric(labels, frames.delivered)
+            # The drop policy's reasons are exported from the start (at 0), for rate().
+            for reason, count in {**_POLICY_DROPS, **frames.dropped_by}.items():
+                dropped.add_metric([*labels, reason], count)
+            for reason, count in frames.skipped_by.items():
+                skipped.add_metric([*labels, reason], count)
+            fps.add_metric(labels, frames.fps(now))
+            latency.add_metric(labels, frames.latency.buckets(), frames.latency.sum)
+        yield from (read, reconnects, received, processed, delivered, dropped, skipped, fps,
+                    latency)
+
+
 class TriggerMetrics:
     """What a trigger observes itself: request latency and rejections."""
 
-    def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str]
-                 ) -> None:
+    def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str],
+                 frames_collector: _FrameCollector | None = None) -> None:
         self.observe_latency = latency.observe
         self._rejected = rejected
         self._labels = labels
         self._rejected_children: dict[str, Any] = {}
+        self._frames_collector = frames_collector
+        self._frames: FrameMetrics | None = None
+
+    @property
+    def frames(self) -> FrameMetrics:
+        """Frame counters, exported from first use (only frame triggers ask for them)."""
+        if self._frames is None:
+            self._frames = FrameMetrics()
+            if self._frames_collector is not None:
+                self._frames_collector.entries.append((self._labels, self._frames))
+        return self._frames
 
     def rejected(self, reason: str) -> None:
         child = self._rejected_children.get(reason)
@@ -152,6 +266,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self._pools = _PoolCollector()
         self.registry.register(self._pools)
+        self._frames = _FrameCollector()
+        self.registry.register(self._frames)
         self._rejected = Counter("nuclio_processor_rejected_events",
                                  "Events rejected before reaching the function, by reason",
                                  [*_LABELS, "reason"], registry=self.registry)
@@ -168,7 +284,7 @@ class Metrics:
         labels = [self.function_name, trigger_kind, trigger_name]
         histogram = LatencyHistogram(LATENCY_BUCKETS)
         self._pools.latencies.append((labels, histogram))
-        return TriggerMetrics(histogram, self._rejected, labels)
+        return TriggerMetrics(histogram, self._rejected, labels, self._frames)
 
     def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
         return SinkMetrics(self._sink_items,

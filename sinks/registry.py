@@ -11,7 +11,11 @@ if TYPE_CHECKING:
     from sinks.base import Sink
 
 # kind: "module:Class" (lazy, so an unused sink's dependencies never load)
-SINKS: dict[str, str] = {}
+SINKS: dict[str, str] = {
+    "mjpeg": "sinks.mjpeg:MjpegSink",
+    "websocket": "sinks.websocket:WebSocketSink",
+    "webhook": "sinks.webhook:WebhookSink",
+}
 
 
 def sink_class(kind: str, yaml_path: str) -> type[Sink]:
