@@ -10,7 +10,11 @@ install:
 
 install-test:
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
-	@command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg)
+	@command -v ffprobe >/dev/null && gst-inspect-1.0 x265enc >/dev/null 2>&1 \
+		&& /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' 2>/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
+			gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+			gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-tools)
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[test]'
 
 run: install

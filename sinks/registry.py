@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 # kind: "module:Class" (lazy, so an unused sink's dependencies never load)
 SINKS: dict[str, str] = {
+    "rtsp": "sinks.rtsp:RtspSink",
     "mjpeg": "sinks.mjpeg:MjpegSink",
     "websocket": "sinks.websocket:WebSocketSink",
     "webhook": "sinks.webhook:WebhookSink",

@@ -11,6 +11,7 @@ import errno
 import socket
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -113,3 +114,14 @@ def bind_socket(address: Address, yaml_path: str) -> socket.socket:
     sock.setblocking(False)
     _bound[(address.host, address.port)] = yaml_path
     return sock
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, for events and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

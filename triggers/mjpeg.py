@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
@@ -35,7 +35,7 @@ from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
 from sinks.base import SinkSpec
 from sinks.durations import Duration
-from triggers.base import Trigger, TriggerAttributes
+from triggers.base import Trigger, TriggerAttributes, public_url
 from triggers.frame_pipeline import DropPolicy, FramePipeline
 from triggers.multipart import DEFAULT_MAX_PART, MultipartParser, boundary_from_content_type
 
@@ -70,17 +70,6 @@ class MjpegAttributes(TriggerAttributes):
         if self.reconnect_max_delay < self.reconnect_delay:
             raise ValueError("expected reconnect_max_delay >= reconnect_delay")
         return self
-
-
-def public_url(url: str) -> str:
-    """The URL without user:password, for events and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class MjpegTrigger(Trigger):

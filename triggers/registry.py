@@ -16,6 +16,7 @@ TRIGGERS: dict[str, str] = {
     "cron": "triggers.cron:CronTrigger",
     "extproc": "triggers.extproc:ExtProcTrigger",
     "openinference": "triggers.openinference:OpenInferenceTrigger",
+    "rtsp": "triggers.rtsp:RtspTrigger",
     "mjpeg": "triggers.mjpeg:MjpegTrigger",
 }
 

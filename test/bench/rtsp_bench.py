@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""RTSP benchmark: 1280x720 at 30 fps H264 from a GStreamer RTSP server through
+(a) a bare PyAV decode loop (the reference) and (b) the processor: rtsp trigger ->
+passthrough handler -> rtsp sink, with one ffmpeg player attached. A second
+reference, (a2), decodes and JPEG-encodes each frame as the trigger does by default,
+to show the processor's own cost apart from that encoding.
+
+Run as ``python test/bench/rtsp_bench.py``. Rounds alternate (a) and (b); each
+measures a fixed window after a warm-up: frames/s (decoded by (a); sent to the
+player by (b)), CPU (utime + stime from /proc over the window, all threads; the
+processor's worker children included) and, for (b), the added latency: from
+reading a frame off the source to handing the handler's result to the sink
+(``nuclio_processor_frame_latency_seconds``), in each half of the window, so a
+growing lag shows. Medians over rounds; targets: (b) keeps real time (>= 95% of
+the source's 30 fps, latency not growing) and uses <= 2x (a)'s CPU. Results go to
+stdout and to ``results/rtsp.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.http_bench import (
+    http_get,
+    log_tail,
+    machine,
+    stop_process,
+    tree_cpu_seconds,
+    unwind_on_sigterm,
+)
+from test.rtsp_support import GstSource, rtsp_function
+from test.support import free_port, platform_config
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_PATH = ROOT / "test" / "bench" / "results" / "rtsp.json"
+FPS = 30
+CPU_TARGET = 2.0
+FPS_TARGET = 0.95 * FPS
+
+# The reference: open like the trigger does, decode every frame, nothing else.
+BARE_LOOP = """
+import json, sys, time
+import av
+url, warmup, window, jpeg = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+encode = None
+if jpeg == "jpeg":  # the same JPEG encoding the trigger does by default
+    from triggers.rtsp_frames import JpegEncoder
+    encode = JpegEncoder(80).encode
+options = {"rtsp_transport": "tcp", "allowed_media_types": "video", "analyzeduration": "500000",
+           "probesize": "65536", "fflags": "nobuffer"}
+container = av.open(url, options=options, timeout=(5, 5))
+start = time.monotonic()
+frames, cpu0, t0 = 0, None, None
+for frame in container.decode(video=0):
+    now = time.monotonic()
+    if t0 is None and now - start >= warmup:
+        t0, cpu0 = now, time.process_time()
+    if encode is not None:
+        encode(frame)
+    if t0 is not None:
+        frames += 1
+        if now - t0 >= window:
+            break
+print(json.dumps({"fps": frames / (now - t0), "cpu": (time.process_time() - cpu0) / (now - t0)}))
+"""
+
+PASSTHROUGH = """
+async def handler(context, event):
+    return context.Response(body=event.body, content_type=event.content_type, status_code=200)
+"""
+
+
+def scrape(port: int) -> dict[str, float]:
+    got = http_get(port, "/metrics", timeout=5.0)
+    assert got is not None and got[0] == 200, "metrics endpoint did not answer"
+    wanted = {"nuclio_processor_frame_latency_seconds_sum": "latency_sum",
+              "nuclio_processor_frame_latency_seconds_count": "latency_count",
+              "nuclio_processor_frames_read_total": "read",
+              "nuclio_processor_frames_delivered_total": "delivered"}
+    out: dict[str, float] = {}
+    for line in got[1].decode().splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            out[wanted[name]] = out.get(wanted[name], 0.0) + float(line.rsplit(" ", 1)[1])
+        elif name == "nuclio_processor_sink_items_total" and 'outcome="sent"' in line:
+            out["sent"] = out.get("sent", 0.0) + float(line.rsplit(" ", 1)[1])
+        elif name == "nuclio_processor_sink_items_total" and 'outcome="dropped"' in line:
+            out["sink_dropped"] = out.get("sink_dropped", 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def run_bare(url: str, warmup: float, window: float, jpeg: bool = False) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", BARE_LOOP, url, str(warmup), str(window),
+                           "jpeg" if jpeg else "none"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=warmup + window + 30)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def run_processor(url: str, warmup: float, window: float, workdir: Path) -> dict[str, float]:
+    (workdir / "bench_passthrough.py").write_text(PASSTHROUGH)
+    sink_port, health, metrics = free_port(), free_port(), free_port()
+    config = rtsp_function("bench_passthrough:handler", url, sink_port, workers=2,
+                           worker_kind="async")
+    (workdir / "function.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "platform.yaml").write_text(yaml.safe_dump(platform_config(
+        health, metrics, function_level="warn")))
+    log = workdir / "processor.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "processor.cli", "--config",
+                                 str(workdir / "function.yaml"), "--platform-config",
+                                 str(workdir / "platform.yaml"), "--function-dir",
+                                 str(workdir)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    player = None
+    try:
+        deadline = time.monotonic() + 30
+        while scrape_ready(health) is False:
+            assert proc.poll() is None and time.monotonic() < deadline, log_tail(log)
+            time.sleep(0.2)
+        player = subprocess.Popen(["ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i",
+                                   f"rtsp://127.0.0.1:{sink_port}/stream", "-f", "null", "-"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        time.sleep(warmup)
+        first, cpu0, t0 = scrape(metrics), tree_cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(window / 2)
+        middle = scrape(metrics)
+        time.sleep(window / 2)
+        last, cpu1, t1 = scrape(metrics), tree_cpu_seconds(proc.pid), time.monotonic()
+        assert player.poll() is None, "the player stopped"
+    finally:
+        if player is not None:
+            player.terminate()
+            player.wait(5)
+        stop_process(proc)
+
+    def mean_latency(a: dict[str, float], b: dict[str, float]) -> float:
+        count = b["latency_count"] - a["latency_count"]
+        return (b["latency_sum"] - a["latency_sum"]) / count if count else float("nan")
+
+    elapsed = t1 - t0
+    return {"fps": (last["sent"] - first["sent"]) / elapsed,
+            "read_fps": (last["read"] - first["read"]) / elapsed,
+            "cpu": (cpu1 - cpu0) / elapsed,
+            "latency_first_half_ms": 1000 * mean_latency(first, middle),
+            "latency_second_half_ms": 1000 * mean_latency(middle, last),
+            "sink_dropped": last.get("sink_dropped", 0.0) - first.get("sink_dropped", 0.0)}
+
+
+def scrape_ready(port: int) -> bool:
+    got = http_get(port, "/ready")
+    if got is None or got[0] != 200:
+        return False
+    source = json.loads(got[1])["triggers"]["cam"]["source"]
+    return bool(source["state"] == "streaming")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--window", type=float, default=8.0)
+    args = parser.parse_args(argv)
+    unwind_on_sigterm()
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], "bare_jpeg": [], "processor": []}
+    with GstSource("h264", 1280, 720, FPS) as source, \
+            tempfile.TemporaryDirectory() as tmp:
+        for n in range(args.rounds):
+            order = list(runs)[n % 3:] + list(runs)[:n % 3]  # rotate the order each round
+            for which in order:
+                if which == "processor":
+                    result = run_processor(source.url, args.warmup, args.window, Path(tmp))
+                else:
+                    result = run_bare(source.url, args.warmup, args.window,
+                                      jpeg=which == "bare_jpeg")
+                runs[which].append(result)
+                print(f"round {n + 1} {which}: {result}", flush=True)
+    bare, bare_jpeg, processor = runs["bare"], runs["bare_jpeg"], runs["processor"]
+
+    def median(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    summary: dict[str, Any] = {
+        "bare_fps": median(bare, "fps"), "bare_cpu": median(bare, "cpu"),
+        "bare_jpeg_fps": median(bare_jpeg, "fps"), "bare_jpeg_cpu": median(bare_jpeg, "cpu"),
+        "processor_fps": median(processor, "fps"), "processor_cpu": median(processor, "cpu"),
+        "latency_first_half_ms": median(processor, "latency_first_half_ms"),
+        "latency_second_half_ms": median(processor, "latency_second_half_ms"),
+    }
+    summary["cpu_ratio"] = summary["processor_cpu"] / summary["bare_cpu"]
+    summary["cpu_ratio_vs_decode_and_jpeg"] = summary["processor_cpu"] / summary["bare_jpeg_cpu"]
+    summary["real_time"] = summary["processor_fps"] >= FPS_TARGET
+    summary["cpu_target_met"] = summary["cpu_ratio"] <= CPU_TARGET
+    print(f"\n{'':24}{'fps':>8}{'CPU (cores)':>14}")
+    print(f"{'(a) bare PyAV decode':24}{summary['bare_fps']:8.1f}{summary['bare_cpu']:14.2f}")
+    print(f"{'(a2) decode + JPEG':24}{summary['bare_jpeg_fps']:8.1f}"
+          f"{summary['bare_jpeg_cpu']:14.2f}")
+    print(f"{'(b) processor + sink':24}{summary['processor_fps']:8.1f}"
+          f"{summary['processor_cpu']:14.2f}")
+    print(f"CPU ratio (b)/(a2): {summary['cpu_ratio_vs_decode_and_jpeg']:.2f} (the processor's "
+          "own cost on top of the JPEG encoding its default output needs)")
+    print(f"CPU ratio (b)/(a): {summary['cpu_ratio']:.2f} (target <= {CPU_TARGET}); "
+          f"real time: {summary['real_time']} (target >= {FPS_TARGET:.1f} fps); added latency "
+          f"{summary['latency_first_half_ms']:.1f} ms then "
+          f"{summary['latency_second_half_ms']:.1f} ms")
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_PATH.write_text(json.dumps({
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(), "source": f"GStreamer H264 1280x720@{FPS}",
+        "rounds": runs, "summary": summary}, indent=2))
+    return 0 if summary["real_time"] and summary["cpu_target_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
