@@ -26,6 +26,7 @@ from pydantic import Field, field_validator
 
 from processor.config import parse_address
 from runtime.responses import JSON, dump_json
+from sinks.attribute_types import StreamPath
 from sinks.base import Sink, SinkAttributes, SinkItem
 from triggers.base import bind_socket
 
@@ -36,17 +37,10 @@ _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 class MjpegSinkAttributes(SinkAttributes):
     port: int = Field(8081, ge=0, le=65535)
     host: str | None = None  # listen host; default: the processor's --listen-host
-    path: str = "/stream"
+    path: StreamPath = "/stream"
     boundary: str = "frame"
     maxClients: int = Field(64, ge=1, alias="max_clients")
     clientQueue: int = Field(2, ge=1, alias="client_queue")  # frames queued per client
-
-    @field_validator("path")
-    @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("expected a path starting with '/', such as '/stream'")
-        return value
 
     @field_validator("boundary")
     @classmethod

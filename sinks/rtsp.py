@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from processor.config import ConfigError, parse_address
+from sinks.attribute_types import StreamPath
 from sinks.base import Sink, SinkAttributes, SinkItem
 from sinks.rtp import (
     VIDEO_CLOCK,
@@ -50,7 +51,7 @@ GAP_KEYFRAME_SECONDS = 1.0  # at most one keyframe a second for players that ski
 class RtspSinkAttributes(SinkAttributes):
     port: int = Field(8554, ge=0, le=65535)
     host: str | None = None  # listen host; default: the processor's --listen-host
-    path: str = "/stream"
+    path: StreamPath = "/stream"
     type: Literal["video", "audio"] = "video"
     codec: Literal["jpeg", "h264"] = "jpeg"  # video only
     sample_rate: int = Field(16000, ge=1, le=192000)  # audio only: what the PCM is
@@ -64,13 +65,6 @@ class RtspSinkAttributes(SinkAttributes):
     h264_crf: int = Field(23, ge=0, le=51)
     keyframe_interval: int = Field(60, ge=1)  # frames
     jpeg_quality: int = Field(80, ge=1, le=100)  # for raw frames sent as JPEG
-
-    @field_validator("path")
-    @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("expected a path starting with '/', such as '/stream'")
-        return value
 
     @field_validator("udp_ports")
     @classmethod

@@ -26,8 +26,8 @@ import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from runtime.backoff import Backoff
+from sinks.attribute_types import Duration
 from sinks.base import Sink, SinkAttributes, SinkItem
-from sinks.durations import Duration
 
 FIELD_HEADER_PREFIX = "X-Nuclio-"
 _header_names: dict[str, str] = {}

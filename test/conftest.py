@@ -18,7 +18,7 @@ import yaml
 
 from test.support import free_port, platform_config
 
-__all__ = ["free_port", "function_config", "run_processor_once"]
+__all__ = ["free_port", "function_config", "run_config_once", "run_processor_once"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "test" / "functions"
@@ -151,3 +151,15 @@ def run_processor_once(args: list[str], timeout: float = 30.0,
     env = {**os.environ, **(env or {})}
     return subprocess.run(processor_command(*args), cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+
+def run_config_once(workdir: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Runs ``processor`` on ``config`` (a function.yaml as a dict, handlers from
+    test/functions, health and metrics on free loopback ports) to completion: the way
+    the bad-config tests check exit codes and messages."""
+    (workdir / "function.yaml").write_text(yaml.safe_dump(config))
+    (workdir / "platform.yaml").write_text(yaml.safe_dump(platform_config(free_port(),
+                                                                          free_port())))
+    return run_processor_once(["--config", str(workdir / "function.yaml"),
+                               "--platform-config", str(workdir / "platform.yaml"),
+                               "--function-dir", str(FUNCTIONS), "--listen-host", "127.0.0.1"])

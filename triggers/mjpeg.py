@@ -33,8 +33,8 @@ from pydantic import Field, field_validator, model_validator
 
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
+from sinks.attribute_types import Duration
 from sinks.base import SinkSpec
-from sinks.durations import Duration
 from triggers.base import Trigger, TriggerAttributes, public_url
 from triggers.frame_pipeline import DropPolicy, FramePipeline
 from triggers.multipart import DEFAULT_MAX_PART, MultipartParser, boundary_from_content_type

@@ -33,8 +33,8 @@ from pydantic import Field, model_validator
 
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
+from sinks.attribute_types import Duration
 from sinks.base import SinkSpec
-from sinks.durations import Duration
 from sinks.rtp import JpegFrame, UnsupportedMedia
 from triggers.audio_chunks import AudioChunker, ChunkMode
 from triggers.base import Trigger, TriggerAttributes

@@ -25,14 +25,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from test.conftest import (
-    FUNCTIONS,
     ROOT,
     RunningProcessor,
     function_config,
-    run_processor_once,
+    run_config_once,
 )
 from test.envoy_support import Route, RunningEnvoy, RunningUpstream
-from test.support import free_port, platform_config
+from test.support import free_port
 
 TIMEOUT = 10.0
 LIMIT = 64 << 10  # perRequestBodyBufferBytes in these tests
@@ -485,13 +484,8 @@ def test_sigterm_lets_a_stream_in_flight_finish(tmp_path_factory, upstream):
 
 # -- configuration errors --------------------------------------------------------------------------
 def _run_config(tmp_path: Path, attributes: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    config = extproc_config("extproc_rules:handler", {"ep": {"attributes": attributes}})
-    (tmp_path / "function.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform_config(free_port(),
-                                                                           free_port())))
-    return run_processor_once(["--config", str(tmp_path / "function.yaml"),
-                               "--platform-config", str(tmp_path / "platform.yaml"),
-                               "--function-dir", str(FUNCTIONS), "--listen-host", "127.0.0.1"])
+    return run_config_once(tmp_path, extproc_config("extproc_rules:handler",
+                                                    {"ep": {"attributes": attributes}}))
 
 
 @pytest.mark.parametrize(("attributes", "expected"), [

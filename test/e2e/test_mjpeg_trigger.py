@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from test.conftest import FUNCTIONS, function_config, run_processor_once
+from test.conftest import function_config, run_config_once
 from test.mjpeg_support import FfmpegMjpegSource, ScriptedCamera, WebhookReceiver, encode_jpegs
-from test.support import free_port, platform_config
+from test.support import free_port
 
 JPEGS = encode_jpegs(12)
 
@@ -246,10 +245,6 @@ def test_bad_trigger_and_sink_attributes_exit_2_naming_the_yaml_path(
     if "url" not in attributes and yaml_path.endswith("attributes.url") and \
             ".sink." not in yaml_path:
         del cfg["spec"]["triggers"]["cam"]["attributes"]["url"]
-    config, platform = tmp_path / "function.yaml", tmp_path / "platform.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    platform.write_text(yaml.safe_dump(platform_config(free_port(), free_port())))
-    result = run_processor_once(["--config", str(config), "--platform-config", str(platform),
-                                 "--function-dir", str(FUNCTIONS)])
+    result = run_config_once(tmp_path, cfg)
     assert result.returncode == 2, result.stdout + result.stderr
     assert yaml_path in result.stdout + result.stderr

@@ -27,8 +27,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from test.conftest import RunningProcessor, function_config, run_processor_once
-from test.support import free_port, platform_config
+from test.conftest import RunningProcessor, function_config, run_config_once
+from test.support import free_port
 
 LISTEN = ("--listen-host", "127.0.0.1")
 MODEL = "doubler"
@@ -449,13 +449,8 @@ def test_draining_server_is_not_ready(tmp_path: Path) -> None:
 
 def test_config_errors_exit_2_with_the_yaml_path(tmp_path: Path) -> None:
     def run(attributes: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-        cfg, _, _ = oi_config("inference_numpy:handler", attributes=attributes)
-        path = tmp_path / "function.yaml"
-        path.write_text(json.dumps(cfg))
-        platform = tmp_path / "platform.yaml"
-        platform.write_text(json.dumps(platform_config(free_port(), free_port())))
-        return run_processor_once(["--config", str(path), "--platform-config", str(platform),
-                                   "--function-dir", "test/functions", *LISTEN])
+        return run_config_once(tmp_path, oi_config("inference_numpy:handler",
+                                                   attributes=attributes)[0])
 
     cases = [
         ({"enable_rest": False, "enable_grpc": False},

@@ -13,17 +13,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Awaitable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
-import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from test.conftest import FUNCTIONS, function_config, run_processor_once
-from test.support import free_port, platform_config
+from test.conftest import function_config, run_config_once
+from test.support import free_port
 
 T = TypeVar("T")
 TEST_TIMEOUT = 60.0  # seconds for one test's client side
@@ -430,15 +428,6 @@ def test_websocket_addr_alias(start_processor, form):
     run(client())
 
 
-def _run_config(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "function.yaml").write_text(yaml.safe_dump(config))
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform_config(free_port(),
-                                                                           free_port())))
-    return run_processor_once(["--config", str(tmp_path / "function.yaml"),
-                               "--platform-config", str(tmp_path / "platform.yaml"),
-                               "--function-dir", str(FUNCTIONS), "--listen-host", "127.0.0.1"])
-
-
 @pytest.mark.parametrize(("attributes", "expected"), [
     ({"reply": "everyone"}, "spec.triggers.ws.attributes.reply"),
     ({"websocket_addr": ":not-a-port"}, "spec.triggers.ws.attributes.websocket_addr"),
@@ -451,7 +440,8 @@ def _run_config(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedP
     ({"port": 1, "websocket_addr": ":2"}, "either port or websocket_addr"),
 ])
 def test_bad_attributes_exit_2(tmp_path, attributes, expected):
-    done = _run_config(tmp_path, ws_config("ws_echo:handler", free_port(), attributes=attributes))
+    done = run_config_once(tmp_path, ws_config("ws_echo:handler", free_port(),
+                                               attributes=attributes))
     assert done.returncode == 2, done.stdout + done.stderr
     output = done.stdout + done.stderr
     assert expected in output
@@ -459,14 +449,14 @@ def test_bad_attributes_exit_2(tmp_path, attributes, expected):
 
 
 def test_no_port_and_taken_port_exit_2(tmp_path):
-    done = _run_config(tmp_path, ws_config("ws_echo:handler", None))
+    done = run_config_once(tmp_path, ws_config("ws_echo:handler", None))
     assert done.returncode == 2
     assert "spec.triggers.ws: expected a port to listen on" in done.stdout + done.stderr
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        done = _run_config(tmp_path, ws_config("ws_echo:handler", taken))
+        done = run_config_once(tmp_path, ws_config("ws_echo:handler", taken))
     assert done.returncode == 2
     assert f"spec.triggers.ws.url: port {taken} on 127.0.0.1 is already in use" in \
         done.stdout + done.stderr
