@@ -65,7 +65,11 @@ def wait_streaming(proc: Any, connects: int = 1, timeout: float = 15.0) -> None:
     def streaming() -> bool:
         source = ready_details(proc)["source"]
         return bool(source["state"] == "streaming" and source["connects"] >= connects)
-    wait_for(streaming, timeout, f"the source to stream (connection {connects})")
+    try:
+        wait_for(streaming, timeout, f"the source to stream (connection {connects})")
+    except AssertionError as exc:  # say what the processor saw, for a failure in CI
+        raise AssertionError(f"{exc}; source: {ready_details(proc).get('source')}; "
+                             f"processor log tail:\n{proc.logs[-3000:]}") from None
 
 
 def test_h264_source_to_jpeg_sink_two_players_both_transports(start_processor: Any) -> None:
