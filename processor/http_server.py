@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,18 +27,46 @@ def json_error(status: int, message: str) -> web.Response:
 
 
 class BodyTooLarge(Exception):
-    pass
+    """A body (or its decompressed form) is over the configured limit."""
+
+
+class BadEncoding(Exception):
+    """A body does not decompress as its ``content-encoding`` says."""
+
+
+# Content-Encoding -> zlib window bits.
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompresses a whole gzip/deflate body, refusing output over ``limit`` bytes (so a
+    small compressed body cannot expand without bound)."""
+    decoder = zlib.decompressobj(DECODERS[encoding])
+    try:
+        out = decoder.decompress(body, limit + 1)
+        if len(out) > limit or decoder.unconsumed_tail:
+            raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
+        out += decoder.flush()
+    except zlib.error as exc:
+        raise BadEncoding(f"the body is not valid {encoding}: {exc}") from None
+    if not decoder.eof:
+        raise BadEncoding(f"the body is truncated {encoding}")
+    return out
 
 
 async def read_body(request: BaseRequest, max_size: int) -> bytes:
-    """The whole body, refusing one over ``max_size`` (declared or chunked) early."""
+    """The whole body, decompressed, refusing one over ``max_size`` (declared, chunked or
+    decompressed); BadEncoding for one that cannot be decoded."""
     length = request.content_length
     if length is not None and length > max_size:
         raise BodyTooLarge(f"request body is larger than {max_size} bytes")
     try:
-        return await request.read()
+        return await request.read()  # aiohttp decodes gzip/deflate/br, within max_size
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge(f"request body is larger than {max_size} bytes") from None
+    except web.RequestPayloadError as exc:  # e.g. a body that is not the gzip it claims
+        raise BadEncoding(f"the request body cannot be read: {exc.args[0] if exc.args else exc}"
+                          ) from None
 
 
 class BoundHTTPServer:

@@ -39,6 +39,7 @@ from grpc_health.v1.health import aio as health_aio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processor.config import Address, ConfigError, parse_address, parse_go_duration
+from processor.http_server import BadEncoding, BodyTooLarge
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
@@ -51,8 +52,6 @@ from triggers.extproc_events import (
     RESPONSE_BODY,
     RESPONSE_HEADERS,
     STREAMED,
-    BadEncoding,
-    BodyTooLarge,
     Direction,
     Exchange,
     header_dict,

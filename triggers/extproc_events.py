@@ -9,10 +9,10 @@ already converted once, not re-read from the protobuf messages.
 from __future__ import annotations
 
 import time
-import zlib
 from typing import Any
 from urllib.parse import parse_qsl
 
+from processor.http_server import DECODERS, BodyTooLarge, inflate
 from runtime.events import RawEvent, new_event_id
 
 PHASE_HEADER = "processing-phase"
@@ -24,15 +24,6 @@ KIND = "extproc"
 NONE, STREAMED, BUFFERED, BUFFERED_PARTIAL, FULL_DUPLEX_STREAMED = 0, 1, 2, 3, 4
 
 _PSEUDO = (":method", ":path", ":scheme", ":authority", ":status", ":protocol")
-_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-class BodyTooLarge(Exception):
-    """A body (or its decompressed form) is over ``perRequestBodyBufferBytes``."""
-
-
-class BadEncoding(Exception):
-    """A body does not decompress as its ``content-encoding`` says."""
 
 
 def header_dict(header_map: Any) -> dict[str, str]:
@@ -74,7 +65,7 @@ class Direction:
         self.content_type = content_type
         if decompress:
             encoding = headers.get("content-encoding", "").strip().lower()
-            if encoding in _DECODERS:
+            if encoding in DECODERS:
                 self.encoding = encoding
 
     def add_chunk(self, chunk: bytes, limit: int) -> None:
@@ -92,21 +83,6 @@ class Direction:
         self.chunks = []
         self.size = 0
         return body
-
-
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decompresses a whole gzip/deflate body, refusing output over ``limit`` bytes."""
-    decoder = zlib.decompressobj(_DECODERS[encoding])
-    try:
-        out = decoder.decompress(body, limit + 1)
-        if len(out) > limit or decoder.unconsumed_tail:
-            raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
-        out += decoder.flush()
-    except zlib.error as exc:
-        raise BadEncoding(f"the body is not valid {encoding}: {exc}") from None
-    if not decoder.eof:
-        raise BadEncoding(f"the body is truncated {encoding}")
-    return out
 
 
 class Exchange:

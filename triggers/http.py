@@ -16,7 +16,13 @@ from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
 from processor.config import DEFAULT_HTTP_PORT, parse_address
-from processor.http_server import BodyTooLarge, BoundHTTPServer, json_error, read_body
+from processor.http_server import (
+    BadEncoding,
+    BodyTooLarge,
+    BoundHTTPServer,
+    json_error,
+    read_body,
+)
 from runtime.batching import Batcher
 from runtime.events import RawEvent, new_event_id
 from runtime.logger import parse_level
@@ -117,6 +123,9 @@ class HTTPTrigger(Trigger):
         except BodyTooLarge as exc:
             self.metrics.rejected("body_too_large")
             return json_error(413, str(exc))
+        except BadEncoding as exc:
+            self.metrics.rejected("bad_encoding")
+            return json_error(400, str(exc))
         headers = request.headers
         level_name = headers.get(_LOG_LEVEL_HEADER)
         # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.

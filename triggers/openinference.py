@@ -18,7 +18,13 @@ from aiohttp.web_request import BaseRequest
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from processor.config import Address, ConfigError, parse_address
-from processor.http_server import BodyTooLarge, BoundHTTPServer, json_error, read_body
+from processor.http_server import (
+    BadEncoding,
+    BodyTooLarge,
+    BoundHTTPServer,
+    json_error,
+    read_body,
+)
 from protos.open_inference import messages
 from runtime.events import RawEvent, new_event_id
 from runtime.inference.model import ModelSpec, TensorSpec, metadata
@@ -264,6 +270,9 @@ class OpenInferenceTrigger(Trigger):
         except BodyTooLarge as exc:
             self.metrics.rejected("body_too_large")
             return json_error(413, str(exc))
+        except BadEncoding as exc:
+            self.metrics.rejected("bad_encoding")
+            return json_error(400, str(exc))
         length = request.headers.get(HEADER_LENGTH)
         result = await self.infer(body, {HEADER_LENGTH: length} if length is not None else {},
                                   grpc_call=False)

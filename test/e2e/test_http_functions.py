@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -219,6 +220,14 @@ def test_http_trigger_details(start_processor):
     r = requests.post(base + "/str", data=iter([b"x" * 800, b"y" * 800]), timeout=10)
     assert r.status_code == 413
     assert requests.post(base + "/str", data=b"x" * 1000, timeout=10).status_code == 200
+    # Compressed bodies are decoded; the limit applies to what they expand to.
+    gz = {"Content-Encoding": "gzip"}
+    assert requests.post(base + "/str", data=gzip.compress(b"x" * 1000), headers=gz,
+                         timeout=10).status_code == 200
+    r = requests.post(base + "/str", data=gzip.compress(b"x" * 5000), headers=gz, timeout=10)
+    assert r.status_code == 413
+    r = requests.post(base + "/str", data=b"not gzip", headers=gz, timeout=10)
+    assert r.status_code == 400 and "content-encoding" in r.json()["error"]
 
     r = requests.options(base + "/str", timeout=10, headers={
         "Origin": "https://a.example", "Access-Control-Request-Method": "POST",
@@ -235,7 +244,8 @@ def test_http_trigger_details(start_processor):
     assert requests.get(base + "/__internal/health", timeout=10).status_code == 200
     live = requests.get(proc.url(proc.health_port, "/live"), timeout=10)
     assert live.status_code == 200
-    assert proc.metric("nuclio_processor_rejected_events_total", reason="body_too_large") == 2
+    assert proc.metric("nuclio_processor_rejected_events_total", reason="body_too_large") == 3
+    assert proc.metric("nuclio_processor_rejected_events_total", reason="bad_encoding") == 1
 
 
 def test_curl_client(start_processor):

@@ -7,6 +7,7 @@ typed contents, and curl for the JSON routes. Loopback only.
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import socket
@@ -332,6 +333,21 @@ def test_malformed_requests_get_400_and_the_server_keeps_serving(faults_server: 
     assert faults_server.grpc.infer(MODEL, [tensor]).as_numpy("z").tolist() == [0, 0]
 
 
+def test_compressed_requests(numpy_server: Server) -> None:
+    """tritonclient's request compression; aiohttp decodes it (within the size limit)."""
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    for algorithm in ("gzip", "deflate"):
+        tensor = thttp.InferInput("c", [3, 4], "FP32")
+        tensor.set_data_from_numpy(array)
+        result = numpy_server.http.infer(MODEL, [tensor], request_compression_algorithm=algorithm)
+        np.testing.assert_array_equal(result.as_numpy("c_out"), array * 2)
+    url = f"{numpy_server.rest}/v2/models/{MODEL}/infer"
+    bad = requests.post(url, data=b"not gzip", headers={"Content-Encoding": "gzip"}, timeout=10)
+    assert bad.status_code == 400 and "content-encoding" in bad.json()["error"]
+    assert numpy_server.proc.metric("nuclio_processor_rejected_events_total",
+                                    reason="bad_encoding") == 1
+
+
 def test_oversized_requests(faults_server: Server) -> None:
     big = np.zeros((300, 4), dtype=np.float32)  # 4.8 KB of data > 4096 bytes allowed
     tensor = thttp.InferInput("x", list(big.shape), "FP32")
@@ -344,8 +360,13 @@ def test_oversized_requests(faults_server: Server) -> None:
     with pytest.raises(InferenceServerException) as ginfo:
         faults_server.grpc.infer(MODEL, [gtensor])
     assert "RESOURCE_EXHAUSTED" in str(ginfo.value)
+    # A small gzip body that would expand past the limit is refused too.
+    bomb = gzip.compress(b" " * 100_000)
+    expanded = requests.post(f"{faults_server.rest}/v2/models/{MODEL}/infer", data=bomb,
+                             headers={"Content-Encoding": "gzip"}, timeout=10)
+    assert len(bomb) < 4096 and expanded.status_code == 413
     assert faults_server.proc.metric("nuclio_processor_rejected_events_total",
-                                     reason="body_too_large") >= 1
+                                     reason="body_too_large") >= 2
 
 
 def test_handler_errors_reach_the_client_in_protocol_form(faults_server: Server) -> None:
