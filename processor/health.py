@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processor.config import Address
 from processor.http_server import BoundHTTPServer
 from processor.metrics import Metrics
-from triggers.base import bind_socket
+from processor.sockets import bind_socket
 
 ReadyProbe = Callable[[], tuple[bool, dict[str, Any]]]
 

@@ -26,12 +26,26 @@ def json_error(status: int, message: str) -> web.Response:
                         headers={"Content-Type": JSON})
 
 
-class BodyTooLarge(Exception):
+class BodyError(Exception):
+    """A request body that cannot be taken: the HTTP status to answer with and the
+    ``rejected_events`` reason to count it under."""
+
+    status = 400
+    reason = "bad_body"
+
+
+class BodyTooLarge(BodyError):
     """A body (or its decompressed form) is over the configured limit."""
 
+    status = 413
+    reason = "body_too_large"
 
-class BadEncoding(Exception):
+
+class BadEncoding(BodyError):
     """A body does not decompress as its ``content-encoding`` says."""
+
+    status = 400
+    reason = "bad_encoding"
 
 
 # Content-Encoding -> zlib window bits.

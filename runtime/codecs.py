@@ -24,7 +24,8 @@ class Codec(Protocol):
 
 
 CODECS: dict[str, str] = {
-    "openinference": "runtime.inference.codec:OpenInferenceCodec",
+    "openinference-rest": "runtime.inference.codec:RestCodec",
+    "openinference-grpc": "runtime.inference.codec:GrpcCodec",
 }
 _loaded: dict[str, Codec] = {}
 

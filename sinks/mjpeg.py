@@ -25,10 +25,10 @@ from typing import Any, cast
 from pydantic import Field, field_validator
 
 from processor.config import parse_address
+from processor.sockets import bind_socket
 from runtime.responses import JSON, dump_json
 from sinks.attribute_types import StreamPath
 from sinks.base import Sink, SinkAttributes, SinkItem
-from triggers.base import bind_socket
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                          "'()+_,-./:=?")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from processor.config import ConfigError, parse_address
+from processor.sockets import bind_socket
 from sinks.attribute_types import StreamPath
 from sinks.base import Sink, SinkAttributes, SinkItem
 from sinks.rtp import (
@@ -39,7 +40,6 @@ from sinks.rtp import (
     UnsupportedMedia,
 )
 from sinks.rtsp_server import SERVER_NAME, TRACK, RtspServer, UdpPorts
-from triggers.base import bind_socket
 
 if TYPE_CHECKING:
     from triggers.rtsp_frames import FrameDecoder, JpegEncoder

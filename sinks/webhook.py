@@ -20,13 +20,12 @@ import collections
 import contextlib
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from runtime.backoff import Backoff
-from sinks.attribute_types import Duration
+from sinks.attribute_types import Duration, check_delays, checked_url
 from sinks.base import Sink, SinkAttributes, SinkItem
 
 FIELD_HEADER_PREFIX = "X-Nuclio-"
@@ -66,16 +65,12 @@ class WebhookSinkAttributes(SinkAttributes):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http:// or https:// URL, such as "
-                             "'http://host:8000/frames'")
-        return value.strip()
+        return checked_url(value, ("http", "https"), "expected an http:// or https:// URL, "
+                                                     "such as 'http://host:8000/frames'")
 
     @model_validator(mode="after")
     def _delays(self) -> WebhookSinkAttributes:
-        if self.maxRetryDelay < self.retryDelay:
-            raise ValueError("expected maxRetryDelay >= retryDelay")
+        check_delays(self.retryDelay, self.maxRetryDelay, "retryDelay", "maxRetryDelay")
         return self
 
 

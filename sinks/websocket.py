@@ -18,13 +18,12 @@ import asyncio
 import collections
 import contextlib
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
 from runtime.backoff import Backoff
-from sinks.attribute_types import Duration
+from sinks.attribute_types import Duration, check_delays, checked_url
 from sinks.base import Sink, SinkAttributes, SinkItem
 
 
@@ -40,15 +39,13 @@ class WebSocketSinkAttributes(SinkAttributes):
     @field_validator("url")
     @classmethod
     def _ws_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError("expected a ws:// or wss:// URL, such as 'ws://host:9000/frames'")
-        return value.strip()
+        return checked_url(value, ("ws", "wss"),
+                           "expected a ws:// or wss:// URL, such as 'ws://host:9000/frames'")
 
     @model_validator(mode="after")
     def _delays(self) -> WebSocketSinkAttributes:
-        if self.maxReconnectDelay < self.reconnectDelay:
-            raise ValueError("expected maxReconnectDelay >= reconnectDelay")
+        check_delays(self.reconnectDelay, self.maxReconnectDelay, "reconnectDelay",
+                     "maxReconnectDelay")
         return self
 
 

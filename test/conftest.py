@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import pytest
 import requests
 import yaml
 
-from test.support import free_port, platform_config
+from test.support import free_port, platform_config, stop_process
 
 __all__ = ["free_port", "function_config", "run_config_once", "run_processor_once"]
 
@@ -113,13 +112,7 @@ class RunningProcessor:
         return total
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
         self._log.close()
         return self.proc.returncode
 

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import yaml
 
-from test.support import free_port
+from test.support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 _EXTPROC = "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"
@@ -199,13 +199,7 @@ class RunningUpstream:
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
         self._log.close()
 
 

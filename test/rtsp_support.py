@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from test.support import free_port
+from test.support import free_port, stop_process
 
 GST_SERVER = Path(__file__).with_name("gst_rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # the one that imports gi (see ../shared/PEERS.md)
@@ -51,13 +51,8 @@ class GstSource:
                              "gir1.2-gst-rtsp-server-1.0 (make install-test)")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 5)
         self.proc = None
 
     def __enter__(self) -> GstSource:

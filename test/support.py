@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 from typing import Any
 
 
@@ -26,3 +28,15 @@ def platform_config(health_port: int, metrics_port: int, *, health_address: str 
                    "system": [{"level": "info", "sink": "stdout"}],
                    "functions": [{"level": function_level, "sink": "stdout"}]},
     }
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM first (a processor drains and stops its workers), SIGKILL after ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()

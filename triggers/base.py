@@ -7,15 +7,13 @@ use is a config error before anything listens) and served from ``start``.
 
 from __future__ import annotations
 
-import errno
-import socket
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from processor.config import Address, ConfigError, ResolvedTrigger
+from processor.config import ResolvedTrigger
 from processor.metrics import TriggerMetrics
 from runtime.logger import Logger
 from runtime.pool import WorkerPool
@@ -71,49 +69,6 @@ class Trigger(ABC):
 
     async def close(self) -> None:
         """Releases everything once in-flight events are done."""
-
-
-# Addresses this process has bound, with the YAML path that asked for each. Two
-# SO_REUSEADDR sockets may bind one port on Linux while neither listens, so the
-# kernel would not catch a port named twice in the config.
-_bound: dict[tuple[str, int], str] = {}
-_WILDCARDS = ("0.0.0.0", "::")
-
-
-def _check_not_bound_here(address: Address, yaml_path: str) -> None:
-    if address.port == 0:
-        return
-    for (host, port), owner in _bound.items():
-        if port == address.port and (host == address.host or host in _WILDCARDS
-                                     or address.host in _WILDCARDS):
-            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
-                              f"used by {owner}; expected a free port")
-
-
-def claim_address(address: Address, yaml_path: str) -> None:
-    """Records an address a server other than ours (gRPC) binds, so that a port named
-    twice in the config is a ConfigError naming both YAML paths."""
-    _check_not_bound_here(address, yaml_path)
-    _bound[(address.host, address.port)] = yaml_path
-
-
-def bind_socket(address: Address, yaml_path: str) -> socket.socket:
-    """Binds (without listening) so a taken port fails at start-up, with its YAML path."""
-    _check_not_bound_here(address, yaml_path)
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address.host, address.port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
-                              "in use; expected a free port") from None
-        raise ConfigError(f"{yaml_path}: cannot listen on {address}: {exc.strerror}") from None
-    sock.setblocking(False)
-    _bound[(address.host, address.port)] = yaml_path
-    return sock
 
 
 def public_url(url: str) -> str:

@@ -38,12 +38,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processor.config import Address, ConfigError, parse_address, parse_go_duration
-from processor.http_server import BadEncoding, BodyTooLarge
+from processor.config import Address, parse_address, parse_go_duration
+from processor.http_server import BodyError, BodyTooLarge
+from processor.sockets import bind_grpc_server
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
-from triggers.base import Trigger, TriggerAttributes, claim_address
+from triggers.base import Trigger, TriggerAttributes
 from triggers.extproc_events import (
     BUFFERED,
     NONE,
@@ -141,10 +142,7 @@ class ExtProcTrigger(Trigger):
         url = self.config.url
         host = parse_address(url, f"{self.config.yaml_path}.url", default_host).host \
             if url else default_host
-        address = Address(host, self.attributes.port)
-        claim_address(address, yaml_path)
-        server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
+        server, port = bind_grpc_server(Address(host, self.attributes.port), yaml_path, [
             ("grpc.max_concurrent_streams", self.attributes.maxConcurrentStreams),
             ("grpc.max_receive_message_length", max(64 << 20, 2 * self._limit)),
             ("grpc.max_send_message_length", max(64 << 20, 2 * self._limit)),
@@ -154,14 +152,6 @@ class ExtProcTrigger(Trigger):
                 self._process, request_deserializer=pb.ProcessingRequest.FromString),
         }),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        target = f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
-        try:
-            port = server.add_insecure_port(target)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise ConfigError(f"{yaml_path}: port {address.port} on {host} is already in use; "
-                              "expected a free port")
         self.address = Address(host, port)
         self._server = server
 
@@ -314,11 +304,9 @@ class ExtProcTrigger(Trigger):
         side = ex.response if phase > REQUEST_BODY else ex.request
         try:
             event = ex.event(phase, body, self.name, self._limit)
-        except BodyTooLarge as exc:
-            return self._too_large(phase, str(exc))
-        except BadEncoding as exc:
-            self.metrics.rejected("bad_encoding")
-            return error_reply(400, dump_json({"error": str(exc)}), JSON)
+        except BodyError as exc:
+            self.metrics.rejected(exc.reason)
+            return error_reply(exc.status, dump_json({"error": str(exc)}), JSON)
         started = time.perf_counter()
         result = await self._submit(event)
         self.metrics.observe_latency(time.perf_counter() - started)
@@ -364,11 +352,8 @@ class ExtProcTrigger(Trigger):
             return
         try:
             event = ex.event(phase, body, self.name, self._limit)
-        except BodyTooLarge:
-            self.metrics.rejected("body_too_large")
-            return
-        except BadEncoding:
-            self.metrics.rejected("bad_encoding")
+        except BodyError as exc:
+            self.metrics.rejected(exc.reason)
             return
         queue.put_nowait(event)
 

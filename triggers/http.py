@@ -17,18 +17,18 @@ from pydantic import Field
 
 from processor.config import DEFAULT_HTTP_PORT, parse_address
 from processor.http_server import (
-    BadEncoding,
-    BodyTooLarge,
+    BodyError,
     BoundHTTPServer,
     json_error,
     read_body,
 )
+from processor.sockets import bind_socket
 from runtime.batching import Batcher
 from runtime.events import RawEvent, new_event_id
 from runtime.logger import parse_level
 from runtime.pool import WorkerUnavailable
 from runtime.responses import RawResponse
-from triggers.base import Trigger, TriggerAttributes, bind_socket
+from triggers.base import Trigger, TriggerAttributes
 
 LOGS_HEADER_LIMIT = 4096
 _LOG_LEVEL_HEADER = "X-Nuclio-Log-Level"
@@ -120,12 +120,9 @@ class HTTPTrigger(Trigger):
             return self._preflight(request, cors)
         try:
             body = await read_body(request, self.attributes.maxRequestBodySize)
-        except BodyTooLarge as exc:
-            self.metrics.rejected("body_too_large")
-            return json_error(413, str(exc))
-        except BadEncoding as exc:
-            self.metrics.rejected("bad_encoding")
-            return json_error(400, str(exc))
+        except BodyError as exc:
+            self.metrics.rejected(exc.reason)
+            return json_error(exc.status, str(exc))
         headers = request.headers
         level_name = headers.get(_LOG_LEVEL_HEADER)
         # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.

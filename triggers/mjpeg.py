@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
-from sinks.attribute_types import Duration
+from sinks.attribute_types import Duration, check_delays, checked_url
 from sinks.base import SinkSpec
 from triggers.base import Trigger, TriggerAttributes, public_url
 from triggers.frame_pipeline import DropPolicy, FramePipeline
@@ -59,16 +59,14 @@ class MjpegAttributes(TriggerAttributes):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http:// or https:// URL of an MJPEG stream, such as "
-                             "'http://camera:8080/video.mjpg'")
-        return value.strip()
+        return checked_url(value, ("http", "https"),
+                           "expected an http:// or https:// URL of an MJPEG stream, such as "
+                           "'http://camera:8080/video.mjpg'")
 
     @model_validator(mode="after")
     def _delays(self) -> MjpegAttributes:
-        if self.reconnect_max_delay < self.reconnect_delay:
-            raise ValueError("expected reconnect_max_delay >= reconnect_delay")
+        check_delays(self.reconnect_delay, self.reconnect_max_delay, "reconnect_delay",
+                     "reconnect_max_delay")
         return self
 
 

@@ -17,22 +17,22 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from processor.config import Address, ConfigError, parse_address
+from processor.config import Address
 from processor.http_server import (
-    BadEncoding,
-    BodyTooLarge,
+    BodyError,
     BoundHTTPServer,
     json_error,
     read_body,
 )
-from protos.open_inference import messages
+from processor.sockets import bind_grpc_server, bind_socket
 from runtime.events import RawEvent, new_event_id
-from runtime.inference.model import ModelSpec, TensorSpec, metadata
+from runtime.inference.errors import InferenceError
+from runtime.inference.model import ModelSpec, TensorSpec, checker, metadata
 from runtime.inference.rest import HEADER_LENGTH
 from runtime.inference.tensors import DTYPES
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
-from triggers.base import Trigger, TriggerAttributes, bind_socket, claim_address
+from triggers.base import Trigger, TriggerAttributes
 from triggers.openinference_grpc import GRPCService
 
 SERVER_NAME = "nuclio-py-processor"
@@ -118,14 +118,17 @@ class OpenInferenceTrigger(Trigger):
         super().__init__(*args, **kwargs)
         self.spec = self.attributes.model_spec()
         # Every event names the codec and the model; the worker needs nothing else.
-        self._rest_codec = ("openinference", ("rest", self.spec))
-        self._grpc_codec = ("openinference", ("grpc", self.spec))
+        self._rest_codec = ("openinference-rest", self.spec)
+        self._grpc_codec = ("openinference-grpc", self.spec)
         self._serving = False
-        self._metadata_json = dump_json(metadata(self.spec, PLATFORM))
-        self._server_json = dump_json({"name": SERVER_NAME, "version": SERVER_VERSION,
-                                       "extensions": EXTENSIONS})
-        self.rest_address: Address | None = None
-        self.grpc_address: Address | None = None
+        # The metadata documents, for REST as JSON here and for gRPC as messages (built from
+        # the same dicts once the message classes can be chosen, see GRPCService).
+        self.model_metadata = metadata(self.spec, PLATFORM)
+        self.server_metadata = {"name": SERVER_NAME, "version": SERVER_VERSION,
+                                "extensions": EXTENSIONS}
+        self._metadata_json = dump_json(self.model_metadata)
+        self._server_json = dump_json(self.server_metadata)
+        self._host = ""
 
     # -- life cycle ---------------------------------------------------------------------
     def listen_ports(self) -> list[int]:
@@ -136,49 +139,30 @@ class OpenInferenceTrigger(Trigger):
     def bind(self, default_host: str) -> None:
         attrs = self.attributes
         path = f"{self.config.yaml_path}.attributes"
+        self._host = default_host
         if attrs.enable_rest:
-            self.rest_address = parse_address(str(attrs.rest_port), f"{path}.rest_port",
-                                              default_host)
+            address = Address(default_host, attrs.rest_port)
             self._rest = BoundHTTPServer(self._handle_rest,
-                                         bind_socket(self.rest_address, f"{path}.rest_port"),
+                                         bind_socket(address, f"{path}.rest_port"),
                                          client_max_size=attrs.max_request_bytes)
         if attrs.enable_grpc:
-            self.grpc_address = parse_address(str(attrs.grpc_port), f"{path}.grpc_port",
-                                              default_host)
-            self._grpc = self._bind_grpc(self.grpc_address, f"{path}.grpc_port")
-
-    def _bind_grpc(self, address: Address, yaml_path: str) -> grpc.aio.Server:
-        claim_address(address, yaml_path)
-        size = self.attributes.max_grpc_message_bytes
-        server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 0),  # a taken port must fail, not be shared
-            ("grpc.max_receive_message_length", size),
-            ("grpc.max_send_message_length", size),
-        ])
-        server.add_generic_rpc_handlers((GRPCService(self).handler(),))
-        host = f"[{address.host}]" if ":" in address.host else address.host
-        try:
-            port = server.add_insecure_port(f"{host}:{address.port}")
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
-                              "in use; expected a free port")
-        self.grpc_address = Address(address.host, port)
-        return server
+            size = attrs.max_grpc_message_bytes
+            self._grpc, self._grpc_port = bind_grpc_server(
+                Address(default_host, attrs.grpc_port), f"{path}.grpc_port",
+                [("grpc.max_receive_message_length", size),
+                 ("grpc.max_send_message_length", size)])
+            self._grpc.add_generic_rpc_handlers((GRPCService(self).handler(),))
 
     async def start(self) -> None:
         if self._rest is not None:
             await self._rest.start()
-            self.rest_address = Address(self.rest_address.host if self.rest_address else "",
-                                        self._rest.port)
         if self._grpc is not None:
             await self._grpc.start()
         self._serving = True
         self.logger.info_with("OpenInference trigger listening", trigger=self.name,
                               model=self.spec.name, version=self.spec.version,
-                              rest=str(self.rest_address) if self._rest else None,
-                              grpc=str(self.grpc_address) if self._grpc else None,
+                              rest=f"{self._host}:{self._rest.port}" if self._rest else None,
+                              grpc=f"{self._host}:{self._grpc_port}" if self._grpc else None,
                               workers=self.pool.size)
 
     @property
@@ -242,12 +226,10 @@ class OpenInferenceTrigger(Trigger):
         version = ""
         if len(rest) >= 2 and rest[0] == "versions":
             version, rest = rest[1], rest[2:]
-        spec = self.spec
-        if name != spec.name:
-            return json_error(404, f"unknown model {name!r}; this server serves {spec.name!r}")
-        if version and version != spec.version:
-            return json_error(404, f"model {name!r} has no version {version!r}; available: "
-                                   f"{spec.version!r}")
+        try:
+            self.check_model(name, version)
+        except InferenceError as exc:
+            return json_error(exc.status_code, exc.message)
         action = "/".join(rest)
         if action == "infer":
             if request.method != "POST":
@@ -258,7 +240,7 @@ class OpenInferenceTrigger(Trigger):
         if action == "":
             return web.Response(body=self._metadata_json, content_type=JSON)
         if action == "ready":
-            return self._ready_response({"name": spec.name, "ready": self.ready})
+            return self._ready_response({"name": self.spec.name, "ready": self.ready})
         return json_error(404, f"no model route {action!r}; expected '', 'ready' or 'infer'")
 
     async def _rest_infer(self, request: BaseRequest) -> web.StreamResponse:
@@ -267,12 +249,9 @@ class OpenInferenceTrigger(Trigger):
             return json_error(503, "the server is shutting down")
         try:
             body = await read_body(request, self.attributes.max_request_bytes)
-        except BodyTooLarge as exc:
-            self.metrics.rejected("body_too_large")
-            return json_error(413, str(exc))
-        except BadEncoding as exc:
-            self.metrics.rejected("bad_encoding")
-            return json_error(400, str(exc))
+        except BodyError as exc:
+            self.metrics.rejected(exc.reason)
+            return json_error(exc.status, str(exc))
         length = request.headers.get(HEADER_LENGTH)
         result = await self.infer(body, {HEADER_LENGTH: length} if length is not None else {},
                                   grpc_call=False)
@@ -285,29 +264,6 @@ class OpenInferenceTrigger(Trigger):
         self.metrics.observe_latency(time.perf_counter() - started)
         return response
 
-    # -- gRPC helpers used by GRPCService ---------------------------------------------------
-    def check_model(self, name: str, version: str) -> tuple[grpc.StatusCode, str] | None:
-        spec = self.spec
-        if name != spec.name:
-            return grpc.StatusCode.NOT_FOUND, (f"unknown model {name!r}; this server serves "
-                                               f"{spec.name!r}")
-        if version and version != spec.version:
-            return grpc.StatusCode.NOT_FOUND, (f"model {name!r} has no version {version!r}; "
-                                               f"available: {spec.version!r}")
-        return None
-
-    def metadata_message(self) -> Any:
-        pb = messages()
-        spec = self.spec
-
-        def tensors(items: tuple[TensorSpec, ...]) -> list[Any]:
-            return [pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.datatype,
-                                                            shape=t.shape) for t in items]
-
-        return pb.ModelMetadataResponse(name=spec.name, versions=[spec.version],
-                                        platform=PLATFORM, inputs=tensors(spec.inputs),
-                                        outputs=tensors(spec.outputs))
-
-    def server_metadata_message(self) -> Any:
-        return messages().ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION,
-                                         extensions=EXTENSIONS)
+    def check_model(self, name: str, version: str) -> None:
+        """Raises InferenceError (404) for another model or version, as the worker would."""
+        checker(self.spec).model(name, version)

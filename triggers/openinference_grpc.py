@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from protos.open_inference import messages
+from runtime.inference.errors import InferenceError
 from runtime.responses import RawResponse
 
 if TYPE_CHECKING:
@@ -62,10 +63,14 @@ class GRPCService:
     def __init__(self, trigger: OpenInferenceTrigger) -> None:
         self.trigger = trigger
         self.pb: Any = None
+        self._model_metadata: Any = None
+        self._server_metadata: Any = None
 
     def handler(self) -> grpc.GenericRpcHandler:
         # Looked up here, after the handler is loaded: see protos/open_inference.py.
         pb = self.pb = messages()
+        self._model_metadata = pb.ModelMetadataResponse(**self.trigger.model_metadata)
+        self._server_metadata = pb.ServerMetadataResponse(**self.trigger.server_metadata)
 
         def typed(method: Unary, request_type: Any) -> grpc.RpcMethodHandler:
             return grpc.unary_unary_rpc_method_handler(
@@ -93,11 +98,11 @@ class GRPCService:
         return self.pb.ModelReadyResponse(ready=self.trigger.ready)
 
     async def server_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return self.trigger.server_metadata_message()
+        return self._server_metadata
 
     async def model_metadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self._check_model(request.name, request.version, context)
-        return self.trigger.metadata_message()
+        return self._model_metadata
 
     async def model_infer(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
@@ -112,6 +117,7 @@ class GRPCService:
 
     async def _check_model(self, name: str, version: str,
                            context: grpc.aio.ServicerContext) -> None:
-        problem = self.trigger.check_model(name, version)
-        if problem is not None:
-            await context.abort(*problem)
+        try:
+            self.trigger.check_model(name, version)
+        except InferenceError as exc:
+            await context.abort(grpc_status(exc.status_code), exc.message)

@@ -57,10 +57,11 @@ from pydantic import Field, field_validator, model_validator
 
 from processor.config import Address, ConfigError, parse_address
 from processor.http_server import BoundHTTPServer
+from processor.sockets import bind_socket
 from runtime.events import RawEvent, is_json_content_type, new_event_id
 from runtime.pool import WorkerUnavailable
 from runtime.responses import BINARY, TEXT, RawResponse, error_response
-from triggers.base import Trigger, TriggerAttributes, bind_socket
+from triggers.base import Trigger, TriggerAttributes
 from triggers.websocket_stream import Latest, SlidingWindow
 
 EVENT_HEADER = "X-Nuclio-WebSocket-Event"

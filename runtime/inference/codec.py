@@ -1,37 +1,35 @@
-"""The worker-side codec the openinference trigger names in its events."""
+"""The worker-side codecs the openinference trigger names in its events.
+
+``raw.codec`` is ``("openinference-rest" | "openinference-grpc", ModelSpec)``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from runtime.events import RawEvent
 from runtime.inference import grpc_wire, rest
 from runtime.inference.event import InferenceEvent
-from runtime.inference.model import ModelSpec
 from runtime.responses import RawResponse
 
-GRPC_CONTENT_TYPE = "application/grpc+proto"
+
+class _WireCodec:
+    wire: ClassVar[ModuleType]  # decode(raw, spec) -> InferenceRequest, encode(...) -> RawResponse
+
+    def decode(self, raw: RawEvent) -> InferenceEvent:
+        assert raw.codec is not None
+        return InferenceEvent(raw, self.wire.decode(raw, raw.codec[1]))
+
+    def encode(self, output: Any, event: InferenceEvent, raw: RawEvent) -> RawResponse:
+        assert raw.codec is not None
+        response: RawResponse = self.wire.encode(output, event, raw.codec[1])
+        return response
 
 
-class OpenInferenceCodec:
-    """``raw.codec`` is ``("openinference", (wire, ModelSpec))``; wire is rest or grpc."""
-
-    @staticmethod
-    def decode(raw: RawEvent) -> InferenceEvent:
-        wire, spec = _options(raw)
-        module = rest if wire == "rest" else grpc_wire
-        return InferenceEvent(raw, module.decode(raw, spec))
-
-    @staticmethod
-    def encode(output: Any, event: InferenceEvent, raw: RawEvent) -> RawResponse:
-        wire, spec = _options(raw)
-        if wire == "rest":
-            return rest.encode(output, event, spec)
-        return RawResponse(200, {}, grpc_wire.encode(output, event, spec), GRPC_CONTENT_TYPE,
-                           raw.id)
+class RestCodec(_WireCodec):
+    wire: ClassVar[ModuleType] = rest
 
 
-def _options(raw: RawEvent) -> tuple[str, ModelSpec]:
-    assert raw.codec is not None
-    wire, spec = raw.codec[1]
-    return wire, spec
+class GrpcCodec(_WireCodec):
+    wire: ClassVar[ModuleType] = grpc_wire

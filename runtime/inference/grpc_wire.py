@@ -26,6 +26,9 @@ from runtime.inference.model import (
 )
 from runtime.inference.outputs import collect
 from runtime.inference.tensors import DTYPES, bytes_array, element_count, from_raw, to_raw
+from runtime.responses import RawResponse
+
+GRPC_CONTENT_TYPE = "application/grpc+proto"
 
 # Datatype -> the typed ``contents`` field that carries it (FP16 has none: raw only).
 _CONTENTS_FIELD = {
@@ -102,7 +105,7 @@ def decode(raw: RawEvent, spec: ModelSpec) -> InferenceRequest:
     return request
 
 
-def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> bytes:
+def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> RawResponse:
     request = event.request
     outputs = collect(result, spec, request.outputs)
     response = messages().ModelInferResponse(model_name=spec.name, model_version=spec.version,
@@ -113,5 +116,4 @@ def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> bytes:
         response.outputs.add(name=tensor.name, datatype=tensor.datatype,
                              shape=tensor.array.shape)
         response.raw_output_contents.append(to_raw(tensor.array, tensor.datatype))
-    data: bytes = response.SerializeToString()
-    return data
+    return RawResponse(200, {}, response.SerializeToString(), GRPC_CONTENT_TYPE, event.id)

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
-from test.support import free_port, platform_config
+from test.support import free_port, platform_config, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_PATH = ROOT / "test" / "bench" / "results" / "http.json"
@@ -143,18 +143,6 @@ def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes] | 
         return None
     finally:
         conn.close()
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """SIGTERM first so the processor drains and stops its workers; then SIGKILL."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-            return
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait()
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

@@ -57,7 +57,7 @@ def test_json_data_may_be_nested_and_is_checked() -> None:
 
 def _raw(body: bytes, headers: dict[str, str] | None = None) -> RawEvent:
     return RawEvent("id", body, "", headers or {}, {}, "POST", "", "", 0.0, "openinference",
-                    "t", None, None, ("openinference", ("rest", SPEC)))
+                    "t", None, None, ("openinference-rest", SPEC))
 
 
 def test_rest_binary_request_and_response() -> None:

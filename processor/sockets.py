@@ -1,0 +1,78 @@
+"""Listening sockets for triggers, sinks and the health server, bound before anything listens.
+
+Binding early makes a taken port a ConfigError naming its YAML path, at start-up
+rather than after workers have started.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import TYPE_CHECKING, Any
+
+from processor.config import Address, ConfigError
+
+if TYPE_CHECKING:
+    import grpc
+
+
+# Addresses this process has bound, with the YAML path that asked for each. Two
+# SO_REUSEADDR sockets may bind one port on Linux while neither listens, so the
+# kernel would not catch a port named twice in the config.
+_bound: dict[tuple[str, int], str] = {}
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+def _check_not_bound_here(address: Address, yaml_path: str) -> None:
+    if address.port == 0:
+        return
+    for (host, port), owner in _bound.items():
+        if port == address.port and (host == address.host or host in _WILDCARDS
+                                     or address.host in _WILDCARDS):
+            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                              f"used by {owner}; expected a free port")
+
+
+def claim_address(address: Address, yaml_path: str) -> None:
+    """Records an address a server other than ours (gRPC) binds, so that a port named
+    twice in the config is a ConfigError naming both YAML paths."""
+    _check_not_bound_here(address, yaml_path)
+    _bound[(address.host, address.port)] = yaml_path
+
+
+def bind_socket(address: Address, yaml_path: str) -> socket.socket:
+    """Binds (without listening) so a taken port fails at start-up, with its YAML path."""
+    _check_not_bound_here(address, yaml_path)
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                              "in use; expected a free port") from None
+        raise ConfigError(f"{yaml_path}: cannot listen on {address}: {exc.strerror}") from None
+    sock.setblocking(False)
+    _bound[(address.host, address.port)] = yaml_path
+    return sock
+
+
+def bind_grpc_server(address: Address, yaml_path: str, options: list[tuple[str, Any]]
+                     ) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server bound to ``address`` (not started) and its port. SO_REUSEPORT is
+    off so that a port another process holds fails here instead of being shared."""
+    import grpc  # only the gRPC triggers pay for the import
+
+    claim_address(address, yaml_path)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *options])
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    try:
+        port = server.add_insecure_port(f"{host}:{address.port}")
+    except RuntimeError:  # grpcio raises where older versions returned 0
+        port = 0
+    if port == 0:
+        raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
+                          "in use; expected a free port")
+    return server, port
