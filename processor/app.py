@@ -20,18 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from processor.config import (
-    DEFAULT_HTTP_PORT,
-    ConfigError,
-    LoadedConfig,
-    PlatformConfig,
-    ResolvedTrigger,
-    parse_address,
-    unknown_keys,
-    validate_model,
-)
+from core.config import DEFAULT_HTTP_PORT, ConfigError, parse_address, unknown_keys, validate_model
+from core.function_config import LoadedConfig, PlatformConfig, ResolvedTrigger
+from core.metrics import Metrics
+from core.sink import Sink, SinkSpec
 from processor.health import HealthServer
-from processor.metrics import Metrics
 from processor.startup import function_settings
 from runtime.function import FunctionSettings
 from runtime.handler import HandlerLoadError, LoadedHandler, check_module_exists, load_handler
@@ -39,7 +32,6 @@ from runtime.logger import Logger
 from runtime.pool import WorkerPool, WorkerStartError
 from runtime.workers import WorkerKindError, build_pool, resolve_kind
 from runtime.workers.process import discard_unclaimed
-from sinks.base import Sink, SinkSpec
 from sinks.registry import sink_class
 from triggers.base import Trigger
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class

@@ -11,9 +11,9 @@ import asyncio
 import os
 import sys
 
-from processor.config import (
+from core.config import ConfigError
+from core.function_config import (
     DEFAULT_CONFIG_PATH,
-    ConfigError,
     PlatformConfig,
     load_function_config,
     load_platform_config,

@@ -14,10 +14,10 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from processor.config import Address
-from processor.http_server import BoundHTTPServer
-from processor.metrics import Metrics
-from processor.sockets import bind_socket
+from core.config import Address
+from core.http_server import BoundHTTPServer
+from core.metrics import Metrics
+from core.sockets import bind_socket
 
 ReadyProbe = Callable[[], tuple[bool, dict[str, Any]]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from processor.config import LoadedConfig, ResolvedTrigger
+from core.function_config import LoadedConfig, ResolvedTrigger
 from runtime.function import FunctionSettings
 from runtime.handler import split_handler
 from runtime.workers import resolve_kind

@@ -24,11 +24,11 @@ from typing import Any, cast
 
 from pydantic import Field, field_validator
 
-from processor.config import parse_address
-from processor.sockets import bind_socket
+from core.attribute_types import StreamPath
+from core.config import parse_address
+from core.sink import Sink, SinkAttributes, SinkItem
+from core.sockets import bind_socket
 from runtime.responses import JSON, dump_json
-from sinks.attribute_types import StreamPath
-from sinks.base import Sink, SinkAttributes, SinkItem
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                          "'()+_,-./:=?")

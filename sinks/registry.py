@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from processor.config import ConfigError
+from core.config import ConfigError
 
 if TYPE_CHECKING:
-    from sinks.base import Sink
+    from core.sink import Sink
 
 # kind: "module:Class" (lazy, so an unused sink's dependencies never load)
 SINKS: dict[str, str] = {
-    "rtsp": "sinks.rtsp:RtspSink",
+    "rtsp": "sinks.rtsp.sink:RtspSink",
     "mjpeg": "sinks.mjpeg:MjpegSink",
     "websocket": "sinks.websocket:WebSocketSink",
     "webhook": "sinks.webhook:WebhookSink",

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
+from core.attribute_types import Duration, check_delays, checked_url
+from core.sink import Sink, SinkAttributes, SinkItem
 from runtime.backoff import Backoff
-from sinks.attribute_types import Duration, check_delays, checked_url
-from sinks.base import Sink, SinkAttributes, SinkItem
 
 FIELD_HEADER_PREFIX = "X-Nuclio-"
 _header_names: dict[str, str] = {}

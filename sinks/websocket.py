@@ -22,9 +22,9 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
+from core.attribute_types import Duration, check_delays, checked_url
+from core.sink import Sink, SinkAttributes, SinkItem
 from runtime.backoff import Backoff
-from sinks.attribute_types import Duration, check_delays, checked_url
-from sinks.base import Sink, SinkAttributes, SinkItem
 
 
 class WebSocketSinkAttributes(SinkAttributes):

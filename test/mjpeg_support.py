@@ -19,8 +19,8 @@ import av
 import numpy as np
 from aiohttp import web
 
+from media.multipart import MultipartParser, boundary_from_content_type
 from test.support import free_port
-from triggers.multipart import MultipartParser, boundary_from_content_type
 
 
 def encode_jpegs(count: int, width: int = 64, height: int = 48, quality: int = 5

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from processor.config import ResolvedTrigger
-from processor.metrics import TriggerMetrics
+from core.function_config import ResolvedTrigger
+from core.metrics import TriggerMetrics
+from core.sink import Sink
 from runtime.logger import Logger
 from runtime.pool import WorkerPool
-from sinks.base import Sink
 
 
 class StopRequest(Protocol):

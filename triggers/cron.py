@@ -17,7 +17,7 @@ from typing import Any
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
-from processor.config import parse_go_duration
+from core.config import parse_go_duration
 from runtime.pool import WorkerUnavailable
 from triggers.base import Trigger, TriggerAttributes
 from triggers.fixed_event import FixedEvent

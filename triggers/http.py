@@ -15,14 +15,14 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
-from processor.config import DEFAULT_HTTP_PORT, parse_address
-from processor.http_server import (
+from core.config import DEFAULT_HTTP_PORT, parse_address
+from core.http_server import (
     BodyError,
     BoundHTTPServer,
     json_error,
     read_body,
 )
-from processor.sockets import bind_socket
+from core.sockets import bind_socket
 from runtime.batching import Batcher
 from runtime.events import RawEvent, new_event_id
 from runtime.logger import parse_level

@@ -1,9 +1,9 @@
 """The mjpeg trigger: reads an MJPEG-over-HTTP camera and runs the handler on its frames.
 
 One reader task per trigger holds a streaming GET to ``url``; the body goes
-through triggers/multipart.py (which copes with real cameras' quirks and counts
+through media/multipart.py (which copes with real cameras' quirks and counts
 bad parts) and every ``processing_factor``-th frame becomes an event, offered to
-triggers/frame_pipeline.py: frames run in parallel on the pool's workers, reach
+media/frame_pipeline.py: frames run in parallel on the pool's workers, reach
 the sink in frame order, and are dropped by ``drop_policy`` when the handler is
 slower than the camera.
 
@@ -31,13 +31,13 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, field_validator, model_validator
 
+from core.attribute_types import Duration, check_delays, checked_url
+from core.sink import SinkSpec
+from media.frame_pipeline import DropPolicy, FramePipeline
+from media.multipart import DEFAULT_MAX_PART, MultipartParser, boundary_from_content_type
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
-from sinks.attribute_types import Duration, check_delays, checked_url
-from sinks.base import SinkSpec
 from triggers.base import Trigger, TriggerAttributes, public_url
-from triggers.frame_pipeline import DropPolicy, FramePipeline
-from triggers.multipart import DEFAULT_MAX_PART, MultipartParser, boundary_from_content_type
 
 JPEG = "image/jpeg"
 _READ_BUFFER = 1 << 18

@@ -11,12 +11,12 @@ if TYPE_CHECKING:  # keep this module light: the CLI reads TRIGGERS before heavy
 # kind: "module:Class" (lazy, so an unused trigger's dependencies never load)
 TRIGGERS: dict[str, str] = {
     "http": "triggers.http:HTTPTrigger",
-    "websocket": "triggers.websocket:WebSocketTrigger",
+    "websocket": "triggers.websocket.trigger:WebSocketTrigger",
     "job": "triggers.job:JobTrigger",
     "cron": "triggers.cron:CronTrigger",
-    "extproc": "triggers.extproc:ExtProcTrigger",
-    "openinference": "triggers.openinference:OpenInferenceTrigger",
-    "rtsp": "triggers.rtsp:RtspTrigger",
+    "extproc": "triggers.extproc.trigger:ExtProcTrigger",
+    "openinference": "triggers.openinference.trigger:OpenInferenceTrigger",
+    "rtsp": "triggers.rtsp.trigger:RtspTrigger",
     "mjpeg": "triggers.mjpeg:MjpegTrigger",
 }
 

@@ -100,7 +100,7 @@ def serve_camera(port: int) -> None:
 async def read_stream(url: str, seconds: float, warmup: float) -> dict[str, Any]:
     import aiohttp
 
-    from triggers.multipart import MultipartParser, boundary_from_content_type
+    from media.multipart import MultipartParser, boundary_from_content_type
 
     latencies: list[float] = []
     frames = 0

@@ -56,7 +56,7 @@ import av
 url, warmup, window, jpeg = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 encode = None
 if jpeg == "jpeg":  # the same JPEG encoding the trigger does by default
-    from triggers.rtsp_frames import JpegEncoder
+    from media.frames import JpegEncoder
     encode = JpegEncoder(80).encode
 options = {"rtsp_transport": "tcp", "allowed_media_types": "video", "analyzeduration": "500000",
            "probesize": "65536", "fflags": "nobuffer"}

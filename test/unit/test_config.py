@@ -3,13 +3,13 @@
 import pytest
 import yaml
 
-from processor.config import (
+from core.config import (
     ConfigError,
-    load_function_config,
     parse_address,
     parse_go_duration,
     unknown_keys,
 )
+from core.function_config import load_function_config
 from triggers.http import HTTPAttributes
 
 

@@ -8,8 +8,8 @@ import zlib
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-from processor.http_server import BadEncoding, BodyTooLarge, inflate
-from triggers.extproc_events import BUFFERED, Exchange, header_dict
+from core.http_server import BadEncoding, BodyTooLarge, inflate
+from triggers.extproc.events import BUFFERED, Exchange, header_dict
 
 
 def test_header_dict_reads_raw_value_then_value():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-from processor.config import ConfigError, validate_model
+from core.config import ConfigError, validate_model
 from runtime.responses import RawResponse
-from triggers.extproc import ExtProcAttributes
-from triggers.extproc_mutations import CONTINUE, reply
+from triggers.extproc.mutations import CONTINUE, reply
+from triggers.extproc.trigger import ExtProcAttributes
 
 
 def parse(data: bytes) -> pb.ProcessingResponse:

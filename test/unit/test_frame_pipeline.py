@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from processor.metrics import Metrics
+from core.metrics import Metrics
+from core.sink import SinkItem
+from media.frame_pipeline import FramePipeline
 from runtime.events import RawEvent
 from runtime.logger import Logger
 from runtime.pool import WorkerUnavailable
 from runtime.responses import RawResponse
-from sinks.base import SinkItem
-from triggers.frame_pipeline import FramePipeline
 
 
 class FakePool:

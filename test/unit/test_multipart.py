@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from test.mjpeg_support import encode_jpegs, part
-from triggers.multipart import (
+from media.multipart import (
     BAD_HEADERS,
     CORRUPT,
     GARBAGE,
@@ -18,6 +17,7 @@ from triggers.multipart import (
     MultipartParser,
     boundary_from_content_type,
 )
+from test.mjpeg_support import encode_jpegs, part
 
 JPEGS = encode_jpegs(12)
 

@@ -1,4 +1,4 @@
-"""RTP payload formats (sinks/rtp.py), the RTSP server's transport parsing and fan-out,
+"""RTP payload formats (media/rtp.py), the RTSP server's transport parsing and fan-out,
 and audio chunking."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import av
 import numpy as np
 import pytest
 
-from sinks.rtp import (
+from media.audio_chunks import AudioChunker
+from media.frames import JpegEncoder
+from media.rtp import (
     MAX_PAYLOAD,
     H264Packetizer,
     JpegFrame,
@@ -20,9 +22,9 @@ from sinks.rtp import (
     UnsupportedMedia,
     split_annexb,
 )
-from sinks.rtsp_server import RtspServer, Session, UdpPorts, parse_transport
-from triggers.audio_chunks import AudioChunker
-from triggers.rtsp_frames import JpegEncoder
+from sinks.rtsp.connection import parse_transport
+from sinks.rtsp.server import RtspServer
+from sinks.rtsp.session import Session, UdpPorts
 
 
 def header(packet: bytes) -> tuple[int, bool, int, int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triggers.websocket_stream import Latest, SlidingWindow
+from media.windows import Latest, SlidingWindow
 
 
 def test_window_emits_only_after_chunk_bytes_of_new_data():

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import av
 
-from sinks.base import SinkItem
-from sinks.rtp import JpegFrame, UnsupportedMedia
+from core.sink import SinkItem
+from media.rtp import JpegFrame, UnsupportedMedia
 
 RawFormat = Literal["bgr24", "rgb24", "gray"]
 BYTES_PER_PIXEL = {"bgr24": 3, "rgb24": 3, "gray": 1}

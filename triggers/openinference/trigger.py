@@ -17,14 +17,14 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from processor.config import Address
-from processor.http_server import (
+from core.config import Address
+from core.http_server import (
     BodyError,
     BoundHTTPServer,
     json_error,
     read_body,
 )
-from processor.sockets import bind_grpc_server, bind_socket
+from core.sockets import bind_grpc_server, bind_socket
 from runtime.events import RawEvent, new_event_id
 from runtime.inference.errors import InferenceError
 from runtime.inference.model import ModelSpec, TensorSpec, checker, metadata
@@ -33,7 +33,7 @@ from runtime.inference.tensors import DTYPES
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
 from triggers.base import Trigger, TriggerAttributes
-from triggers.openinference_grpc import GRPCService
+from triggers.openinference.grpc_service import GRPCService
 
 SERVER_NAME = "nuclio-py-processor"
 SERVER_VERSION = "0.1.0"

@@ -10,7 +10,7 @@ import errno
 import socket
 from typing import TYPE_CHECKING, Any
 
-from processor.config import Address, ConfigError
+from core.config import Address, ConfigError
 
 if TYPE_CHECKING:
     import grpc

@@ -35,7 +35,7 @@ interval event). Stream windows add ``stream_offset`` (bytes received so far:
 the window is the stream's bytes ``[stream_offset - len(body), stream_offset)``);
 disconnect events add ``close_code``.
 
-Interval modes (``processing_interval``; see triggers/websocket_stream.py for
+Interval modes (``processing_interval``; see media/windows.py for
 the exact stream/discrete semantics) run on one ticker per trigger. In stream
 mode a text frame is not stream data: it is an event of its own, in order with
 the windows (the seed appends it to the audio). Bytes or a message not yet
@@ -45,140 +45,28 @@ emitted when a connection closes are discarded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-import uuid
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http import WebSocketError
 from aiohttp.web_request import BaseRequest
-from pydantic import Field, field_validator, model_validator
 
-from processor.config import Address, ConfigError, parse_address
-from processor.http_server import BoundHTTPServer
-from processor.sockets import bind_socket
-from runtime.events import RawEvent, is_json_content_type, new_event_id
+from core.config import Address, ConfigError, parse_address
+from core.http_server import BoundHTTPServer
+from core.sockets import bind_socket
+from media.windows import Latest, SlidingWindow
+from runtime.events import RawEvent, new_event_id
 from runtime.pool import WorkerUnavailable
 from runtime.responses import BINARY, TEXT, RawResponse, error_response
-from triggers.base import Trigger, TriggerAttributes
-from triggers.websocket_stream import Latest, SlidingWindow
+from triggers.base import Trigger
+from triggers.websocket.attributes import WebSocketAttributes
+from triggers.websocket.connection import Connection, Item, is_text_like, is_utf8
 
 EVENT_HEADER = "X-Nuclio-WebSocket-Event"
 # Seconds a closing peer gets to answer our close frame (and a last reply, at shutdown).
 CLOSE_TIMEOUT = 2.0
-SEED_PROCESSING_INTERVAL_MS = 2000  # the seed's default when is_stream is set alone
 _TEXT_TYPE_CACHE_LIMIT = 64
-
-
-class WebSocketAttributes(TriggerAttributes):
-    port: int | None = Field(None, ge=0, le=65535)
-    # The seed system's spelling: ":9000", "host:9000" or a bare port.
-    websocket_addr: str | int | None = None
-    path: str = "/ws"
-    maxConnections: int = Field(1000, ge=1)
-    maxMessageSize: int = Field(1 << 20, ge=1)
-    reply: Literal["sender", "broadcast", "none"] = "sender"
-    connectionEvents: bool = False
-    queueSize: int = Field(64, ge=1)
-    compression: bool = False  # permessage-deflate, when the client offers it
-    is_stream: bool = False
-    processing_interval: float | None = Field(None, ge=0)  # milliseconds
-    chunk_bytes: int = Field(160_000, ge=1)
-    max_bytes: int = Field(1_440_000, ge=1)
-    trim_bytes: int = Field(1_120_000, ge=1)
-
-    @field_validator("websocket_addr")
-    @classmethod
-    def _address_shape(cls, value: str | int | None) -> str | int | None:
-        if value is not None:
-            try:
-                parse_address(str(value), "websocket_addr", "")
-            except ConfigError:
-                raise ValueError("expected ':9000', 'host:9000' or a port number") from None
-        return value
-
-    @field_validator("path")
-    @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("expected a path starting with '/', such as '/ws'")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> WebSocketAttributes:
-        if self.port is not None and self.websocket_addr is not None:
-            raise ValueError("give either port or websocket_addr, not both")
-        if self.is_stream:
-            if self.processing_interval is None:
-                self.processing_interval = SEED_PROCESSING_INTERVAL_MS
-            elif self.processing_interval == 0:
-                raise ValueError("is_stream needs processing_interval > 0 (milliseconds)")
-            if not self.trim_bytes <= self.max_bytes or not self.chunk_bytes <= self.max_bytes:
-                raise ValueError("expected chunk_bytes <= max_bytes and trim_bytes <= max_bytes")
-        return self
-
-    @property
-    def interval(self) -> float:
-        """Seconds between ticks; 0 when every message is its own event."""
-        return (self.processing_interval or 0) / 1000.0
-
-
-class _Item(NamedTuple):
-    event: RawEvent
-    received: float  # perf_counter() at receipt, for the latency histogram
-    kind: Literal["message", "timed", "control"] = "message"
-
-
-def _is_text_like(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media.startswith("text/") or is_json_content_type(media) or media.endswith("+json")
-
-
-class _Connection:
-    """One open WebSocket: its queue of events, counters and interval-mode state."""
-
-    __slots__ = ("close_code", "consumer", "headers", "id", "latest", "path", "queue",
-                 "received", "timed_pending", "url", "window", "ws")
-
-    def __init__(self, ws: web.WebSocketResponse[Any], request: BaseRequest,
-                 window: SlidingWindow | None, latest: Latest[_Item] | None) -> None:
-        self.id = str(uuid.uuid4())
-        self.ws = ws
-        # Plain str keys, as the HTTP trigger gives them.
-        self.headers = {str(k): v for k, v in request.headers.items()}
-        self.path = request.path
-        self.url = request.raw_path
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self.received = 0  # messages so far: the message_num of the latest one
-        self.timed_pending = False  # an interval event is queued or running
-        self.window = window
-        self.latest = latest
-        self.consumer: asyncio.Task[None] | None = None
-        # How it ended: the code we closed with (aiohttp says 1006 after a protocol error),
-        # else aiohttp's.
-        self.close_code: int | None = None
-
-    async def send(self, body: bytes, opcode: WSMsgType) -> None:
-        ws = self.ws
-        if ws.closed:
-            return
-        with contextlib.suppress(ConnectionResetError):  # the peer left: nobody to tell
-            await ws.send_frame(body, opcode)
-
-    def drop_pending(self, keep_control: bool) -> int:
-        """Empties the queue (but for connection events, if asked); returns messages dropped."""
-        queue, kept, dropped = self.queue, [], 0
-        while not queue.empty():
-            item = queue.get_nowait()
-            if item is None or (keep_control and item.kind == "control"):
-                kept.append(item)
-            else:
-                dropped += 1
-        for item in kept:
-            queue.put_nowait(item)
-        self.timed_pending = False
-        return dropped
 
 
 class WebSocketTrigger(Trigger):
@@ -192,7 +80,7 @@ class WebSocketTrigger(Trigger):
         self.address, source = self._listen_address(default_host)
         self._server = BoundHTTPServer(
             self._upgrade, bind_socket(self.address, f"{self.config.yaml_path}.{source}"))
-        self._connections: dict[str, _Connection] = {}
+        self._connections: dict[str, Connection] = {}
         self._upgrading = 0
         self._accepting = True
         self._ticker: asyncio.Task[None] | None = None
@@ -246,7 +134,7 @@ class WebSocketTrigger(Trigger):
                              return_exceptions=True)
         await self._server.shutdown(1.0)
 
-    async def _close_for_shutdown(self, conn: _Connection) -> None:
+    async def _close_for_shutdown(self, conn: Connection) -> None:
         if conn.consumer is not None:  # its last reply goes out before the close frame
             await asyncio.wait({conn.consumer}, timeout=CLOSE_TIMEOUT)
         await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"the processor is stopping")
@@ -281,7 +169,7 @@ class WebSocketTrigger(Trigger):
         if not self._accepting:  # stop_accepting ran while the handshake was on its way
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the processor is stopping")
             return ws
-        conn = _Connection(ws, request, self._new_window(), self._new_latest())
+        conn = Connection(ws, request, self._new_window(), self._new_latest())
         self._connections[conn.id] = conn
         try:
             await self._serve(conn)
@@ -293,10 +181,10 @@ class WebSocketTrigger(Trigger):
         a = self.attributes
         return SlidingWindow(a.chunk_bytes, a.max_bytes, a.trim_bytes) if a.is_stream else None
 
-    def _new_latest(self) -> Latest[_Item] | None:
+    def _new_latest(self) -> Latest[Item] | None:
         return Latest() if self.attributes.interval and not self.attributes.is_stream else None
 
-    async def _serve(self, conn: _Connection) -> None:
+    async def _serve(self, conn: Connection) -> None:
         """Reads until the connection ends, then lets the consumer finish what was accepted."""
         conn.consumer = asyncio.get_running_loop().create_task(self._consume(conn))
         events = self.attributes.connectionEvents
@@ -317,7 +205,7 @@ class WebSocketTrigger(Trigger):
                                    connection_id=conn.id, close_code=conn.close_code,
                                    messages=conn.received)
 
-    async def _read(self, conn: _Connection) -> None:
+    async def _read(self, conn: Connection) -> None:
         ws = conn.ws
         receive = ws.receive
         on_message = self._on_message
@@ -344,7 +232,7 @@ class WebSocketTrigger(Trigger):
                                message=b"too many messages waiting; try again later")
                 return
 
-    def _on_message(self, conn: _Connection, body: bytes, content_type: str) -> bool:
+    def _on_message(self, conn: Connection, body: bytes, content_type: str) -> bool:
         """Takes one message in; False when the connection's queue is full."""
         conn.received += 1
         if not self._accepting:
@@ -354,7 +242,7 @@ class WebSocketTrigger(Trigger):
         if window is not None and content_type == BINARY:
             window.append(body)
             return True
-        item = _Item(self._event(conn, body, content_type, conn.headers.copy(),
+        item = Item(self._event(conn, body, content_type, conn.headers.copy(),
                                  {"connection_id": conn.id, "message_num": conn.received}),
                      time.perf_counter())
         latest = conn.latest
@@ -369,17 +257,17 @@ class WebSocketTrigger(Trigger):
         return True
 
     # -- events ----------------------------------------------------------------------------
-    def _event(self, conn: _Connection, body: bytes, content_type: str, headers: dict[str, Any],
+    def _event(self, conn: Connection, body: bytes, content_type: str, headers: dict[str, Any],
                fields: dict[str, Any]) -> RawEvent:
         return RawEvent(new_event_id(), body, content_type, headers, fields, "GET", conn.path,
                         conn.url, time.time(), "websocket", self.name)
 
-    def _control_item(self, conn: _Connection, which: str) -> _Item:
+    def _control_item(self, conn: Connection, which: str) -> Item:
         fields: dict[str, Any] = {"connection_id": conn.id, "message_num": conn.received}
         if which == "disconnect":
             fields["close_code"] = conn.close_code
         headers = {**conn.headers, EVENT_HEADER: which}
-        return _Item(self._event(conn, b"", "", headers, fields), time.perf_counter(), "control")
+        return Item(self._event(conn, b"", "", headers, fields), time.perf_counter(), "control")
 
     async def _tick_forever(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
@@ -391,14 +279,14 @@ class WebSocketTrigger(Trigger):
                 self._tick(conn)
             deadline = max(deadline, loop.time() - interval)  # late: skip, do not burst
 
-    def _tick(self, conn: _Connection) -> None:
+    def _tick(self, conn: Connection) -> None:
         """Queues this interval's event for ``conn``, unless its last one is still pending."""
         if conn.timed_pending or conn.ws.closed:
             return
-        item: _Item | None
+        item: Item | None
         if conn.window is not None:
             body = conn.window.take()
-            item = None if body is None else _Item(
+            item = None if body is None else Item(
                 self._event(conn, body, BINARY, conn.headers.copy(),
                             {"connection_id": conn.id, "message_num": conn.received,
                              "stream_offset": conn.window.total}),
@@ -411,7 +299,7 @@ class WebSocketTrigger(Trigger):
             conn.queue.put_nowait(item)
 
     # -- replies ---------------------------------------------------------------------------
-    async def _consume(self, conn: _Connection) -> None:
+    async def _consume(self, conn: Connection) -> None:
         get = conn.queue.get
         submit = self.pool.submit
         observe = self.metrics.observe_latency
@@ -426,7 +314,7 @@ class WebSocketTrigger(Trigger):
                 conn.timed_pending = False
             observe(time.perf_counter() - item.received)
 
-    async def _reply(self, conn: _Connection, result: RawResponse) -> None:
+    async def _reply(self, conn: Connection, result: RawResponse) -> None:
         mode = self.attributes.reply
         body = result.body
         if mode == "none" or not body:
@@ -440,21 +328,13 @@ class WebSocketTrigger(Trigger):
     def _opcode(self, content_type: str, body: bytes) -> WSMsgType:
         text = self._text_types.get(content_type)
         if text is None:
-            text = _is_text_like(content_type)
+            text = is_text_like(content_type)
             if len(self._text_types) < _TEXT_TYPE_CACHE_LIMIT:
                 self._text_types[content_type] = text
-        if text and (body.isascii() or _is_utf8(body)):
+        if text and (body.isascii() or is_utf8(body)):
             return WSMsgType.TEXT
         return WSMsgType.BINARY
 
     def _count(self, reason: str, n: int) -> None:
         for _ in range(n):
             self.metrics.rejected(reason)
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode()
-    except UnicodeDecodeError:
-        return False
-    return True

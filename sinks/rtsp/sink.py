@@ -3,8 +3,8 @@
 Video goes out as RTP/JPEG (RFC 2435) straight from the handler's JPEG bytes
 (no re-encoding), or as H264 (RFC 6184, encoded with PyAV's libx264 on a thread
 of its own) when ``codec: h264``. Audio goes out as L16 (RFC 3551) from the
-handler's s16le PCM. See sinks/rtsp_server.py for the protocol and per-player
-flow control, sinks/rtp.py for the payload formats.
+handler's s16le PCM. See sinks/rtsp/server.py for the protocol and per-player
+flow control, media/rtp.py for the payload formats.
 
 RTP timestamps are real: video units carry their ``timestamp`` field (the
 source's capture time, epoch seconds; the wall clock when absent) on the 90 kHz
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from processor.config import ConfigError, parse_address
-from processor.sockets import bind_socket
-from sinks.attribute_types import StreamPath
-from sinks.base import Sink, SinkAttributes, SinkItem
-from sinks.rtp import (
+from core.attribute_types import StreamPath
+from core.config import ConfigError, parse_address
+from core.sink import Sink, SinkAttributes, SinkItem
+from core.sockets import bind_socket
+from media.rtp import (
     VIDEO_CLOCK,
     H264Packetizer,
     JpegFrame,
@@ -39,10 +39,11 @@ from sinks.rtp import (
     L16Packetizer,
     UnsupportedMedia,
 )
-from sinks.rtsp_server import SERVER_NAME, TRACK, RtspServer, UdpPorts
+from sinks.rtsp.server import RtspServer
+from sinks.rtsp.session import SERVER_NAME, TRACK, UdpPorts
 
 if TYPE_CHECKING:
-    from triggers.rtsp_frames import FrameDecoder, JpegEncoder
+    from media.frames import FrameDecoder, JpegEncoder
 
 AUDIO_RESYNC_SECONDS = 1.0
 GAP_KEYFRAME_SECONDS = 1.0  # at most one keyframe a second for players that skipped data
@@ -234,13 +235,13 @@ class RtspSink(Sink):
         if item.body[:2] == b"\xff\xd8":
             frame = JpegFrame(item.body)
             if self._standard_huffman is None:
-                from triggers.rtsp_frames import standard_huffman_tables
+                from media.frames import standard_huffman_tables
 
                 self._standard_huffman = standard_huffman_tables()
             if self._standard_huffman.issuperset(frame.huffman):
                 return frame
         if self._raw is None:
-            from triggers.rtsp_frames import FrameDecoder, JpegEncoder
+            from media.frames import FrameDecoder, JpegEncoder
 
             self._raw = (FrameDecoder(), JpegEncoder(self.attributes.jpeg_quality))
         try:
@@ -331,7 +332,7 @@ class H264Encoder:
         import av
         from av.video.frame import PictureType  # PyAV loads only when H264 is configured
 
-        from triggers.rtsp_frames import FrameDecoder
+        from media.frames import FrameDecoder
 
         decoder = FrameDecoder()
         encoder: Any = None

@@ -3,8 +3,8 @@
 A gRPC server implements ``envoy.service.ext_proc.v3.ExternalProcessor/Process``
 (one bidirectional stream per HTTP request) and the standard
 ``grpc.health.v1`` service. Each phase Envoy sends becomes at most one event
-(see triggers/extproc_events.py); the handler's response becomes the phase's
-reply (triggers/extproc_mutations.py). What runs when depends on ``type``:
+(see triggers/extproc/events.py); the handler's response becomes the phase's
+reply (triggers/extproc/mutations.py). What runs when depends on ``type``:
 
 - ``preprocessor`` runs the handler on the request, ``postprocessor`` on the
   response, ``wrapprocessor`` on both; Envoy waits for each reply.
@@ -38,14 +38,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processor.config import Address, parse_address, parse_go_duration
-from processor.http_server import BodyError, BodyTooLarge
-from processor.sockets import bind_grpc_server
+from core.config import Address, parse_address, parse_go_duration
+from core.http_server import BodyError, BodyTooLarge
+from core.sockets import bind_grpc_server
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
 from triggers.base import Trigger, TriggerAttributes
-from triggers.extproc_events import (
+from triggers.extproc.events import (
     BUFFERED,
     NONE,
     REQUEST_BODY,
@@ -57,7 +57,7 @@ from triggers.extproc_events import (
     Exchange,
     header_dict,
 )
-from triggers.extproc_mutations import (
+from triggers.extproc.mutations import (
     CLEAR_CHUNK,
     CONTINUE,
     CONTINUE_REQUEST_TRAILERS,

@@ -31,18 +31,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
+from core.metrics import TriggerMetrics
+from core.sink import Sink, SinkItem
 from runtime.events import RawEvent
-from runtime.pool import WorkerUnavailable
+from runtime.logger import Logger
+from runtime.pool import WorkerPool, WorkerUnavailable
 from runtime.responses import RawResponse
-from sinks.base import SinkItem
-
-if TYPE_CHECKING:
-    from triggers.base import Trigger
 
 DropPolicy = Literal["newest", "oldest"]
 DROP_POLICIES: tuple[str, ...] = ("newest", "oldest")
+
+
+class FrameSource(Protocol):
+    """What the pipeline needs of the trigger that feeds it (a frame trigger satisfies it
+    without the media layer knowing about triggers)."""
+
+    name: str
+    pool: WorkerPool
+    metrics: TriggerMetrics
+    logger: Logger
+    sink: Sink | None
 
 
 class _Waiting(NamedTuple):
@@ -55,7 +65,7 @@ class FramePipeline:
     results to the trigger's sink in frame order, and drops frames by policy instead of
     building latency."""
 
-    def __init__(self, trigger: Trigger, *, drop_policy: str = "newest",
+    def __init__(self, trigger: FrameSource, *, drop_policy: str = "newest",
                  max_pending: int | None = None) -> None:
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy: expected one of {', '.join(DROP_POLICIES)}, "

@@ -23,7 +23,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3 import http_status_pb2
 
 from runtime.responses import RawResponse
-from triggers.extproc_events import REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY
+from triggers.extproc.events import REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY
 
 IMMEDIATE_HEADER = "x-nuclio-immediate-response"
 REMOVE_HEADER = "x-nuclio-remove-headers"

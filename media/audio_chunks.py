@@ -2,7 +2,7 @@
 
 ``sliding`` (the seed's behaviour): decoded PCM is appended to a window of at
 most ``max_bytes`` (trimmed ``trim_bytes`` at a time from the front; see
-triggers/websocket_stream.SlidingWindow, shared with the websocket trigger);
+media/windows.SlidingWindow, shared with the websocket trigger);
 every ``processing_interval`` ms of stream time, if at least ``chunk_bytes``
 new bytes arrived since the last event, the whole window is one event. Events
 overlap: each holds the latest audio, up to ``max_bytes``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from triggers.websocket_stream import SlidingWindow
+from media.windows import SlidingWindow
 
 ChunkMode = Literal["sliding", "consecutive"]
 

@@ -1,267 +1,45 @@
-"""A small RTSP 1.0 server (RFC 2326) for one live stream at one path.
-
-It speaks what players (ffplay/ffmpeg, VLC, GStreamer) need: OPTIONS, DESCRIBE
-(SDP), SETUP over TCP-interleaved or UDP, PLAY, TEARDOWN, and GET/SET_PARAMETER
-as keep-alives. Everything else gets RTSP's own error status and the connection
-keeps serving. RTP packets are built once per media unit by the sink and fanned
-out here to every playing session:
-
-- TCP: written to the RTSP connection as ``$``-framed interleaved data; a player
-  whose socket buffer holds more than ``max_buffer_bytes`` skips whole units
-  (counted) until it catches up, so it never slows the others.
-- UDP: sent from a per-session server port pair (from ``udp_ports`` when set) to
-  the client's ports at the RTSP peer's address; a unit the kernel will not take
-  at once is skipped (counted). RTCP from the player is read and discarded; it
-  keeps the session alive, as do RTSP requests. UDP sessions without either for
-  ``SESSION_TIMEOUT`` seconds are closed.
+"""One player's RTSP control connection: request parsing (RFC 2326) and the methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import secrets
 import socket
-import struct
 import time
-from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
-SESSION_TIMEOUT = 60  # seconds, announced in the Session header
-MAX_REQUEST_BYTES = 16 * 1024
-SERVER_NAME = "nuclio-py-processor"
-TRACK = "track0"
-PUBLIC = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER"
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            453: "Not Enough Bandwidth", 454: "Session Not Found",
-            455: "Method Not Valid in This State", 459: "Aggregate Operation Not Allowed",
-            461: "Unsupported Transport", 500: "Internal Server Error",
-            501: "Not Implemented", 505: "RTSP Version Not Supported"}
+from sinks.rtsp.session import (
+    MAX_REQUEST_BYTES,
+    PUBLIC,
+    REASONS,
+    SERVER_NAME,
+    SESSION_TIMEOUT,
+    TRACK,
+    Session,
+    StreamSource,
+    UdpPorts,
+)
 
 
-class StreamSource(Protocol):
-    """What the server asks the sink about the stream it serves."""
+class ServerState(Protocol):
+    """What a control connection needs of the server it belongs to (server.py)."""
 
-    ssrc: int
-    # True when a player must start at a keyframe (H264); JPEG and audio start anywhere.
-    keyframes: bool
+    path: str
+    source: StreamSource
+    sdp_version: int
+    sessions: dict[str, Session]
+    connections: set[RtspConnection]
+    udp_ports: UdpPorts
+    max_players: int
 
-    def sdp(self, host: str, session_version: int) -> str: ...
+    def play(self, session: Session, wait_keyframe: bool) -> None: ...
 
-    def next_rtp_info(self) -> tuple[int, int]:
-        """(sequence number of the next packet, RTP timestamp of the latest unit)."""
-        ...
+    def pause(self, session: Session) -> None: ...
 
-    def on_play(self) -> None:
-        """A player started: an H264 sink forces a keyframe."""
-        ...
-
-    def on_gap(self) -> None:
-        """A player skipped a unit: an H264 sink forces a keyframe soon (rate-limited, so
-        that a player that stays slow does not turn the stream into keyframes only)."""
-        ...
-
-
-class UdpPorts:
-    """Hands out even/odd server port pairs (RTP, RTCP), from a range or from the OS."""
-
-    def __init__(self, host: str, port_range: tuple[int, int] | None) -> None:
-        self.host = host
-        self.range = port_range
-        self._next = port_range[0] if port_range else 0
-
-    def _pair_at(self, port: int) -> tuple[socket.socket, socket.socket] | None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        rtp = socket.socket(family, socket.SOCK_DGRAM)
-        rtcp = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            rtp.bind((self.host, port))
-            rtcp.bind((self.host, rtp.getsockname()[1] + 1))
-        except OSError:
-            rtp.close()
-            rtcp.close()
-            return None
-        for sock in (rtp, rtcp):
-            sock.setblocking(False)
-        return rtp, rtcp
-
-    def allocate(self) -> tuple[socket.socket, socket.socket] | None:
-        if self.range is None:
-            for _ in range(16):  # the OS picks RTP's port; RTCP's (port + 1) may be taken
-                pair = self._pair_at(0)
-                if pair is not None and pair[0].getsockname()[1] % 2 == 0:
-                    return pair
-                if pair is not None:
-                    pair[0].close()
-                    pair[1].close()
-            return None
-        low, high = self.range
-        span = (high - low + 1) // 2
-        for _ in range(span):
-            port = self._next
-            self._next = low + (self._next - low + 2) % (span * 2)
-            pair = self._pair_at(port)
-            if pair is not None:
-                return pair
-        return None
-
-
-class Session:
-    """One SETUP: where its packets go and whether it is playing."""
-
-    def __init__(self, session_id: str, connection: RtspConnection) -> None:
-        self.id = session_id
-        self.connection: RtspConnection | None = connection
-        self.tcp_channel: int | None = None
-        self.udp: tuple[socket.socket, socket.socket] | None = None
-        self.udp_destination: tuple[str, int] | None = None
-        self.playing = False
-        self.waiting_keyframe = False
-        self.last_seen = time.monotonic()
-        self.sent = 0
-        self.dropped = 0
-
-    @property
-    def transport(self) -> str:
-        return "tcp" if self.tcp_channel is not None else "udp"
-
-    def describe(self) -> dict[str, Any]:
-        peer = self.connection.peer if self.connection else None
-        return {"transport": self.transport, "playing": self.playing, "peer": peer,
-                "sent": self.sent, "dropped": self.dropped}
-
-    def close(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.playing = False
-        if self.udp is not None:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(self.udp[0].fileno())
-                loop.remove_reader(self.udp[1].fileno())
-            for sock in self.udp:
-                sock.close()
-            self.udp = None
-
-
-class RtspServer:
-    """Serves one stream at ``path`` on an already bound listening socket."""
-
-    def __init__(self, sock: socket.socket, path: str, source: StreamSource, *,
-                 udp_ports: UdpPorts, max_players: int, max_buffer_bytes: int,
-                 on_delivery: Callable[[bool], None]) -> None:
-        self.sock = sock
-        self.path = path.rstrip("/") or "/"
-        self.source = source
-        self.udp_ports = udp_ports
-        self.max_players = max_players
-        self.max_buffer_bytes = max_buffer_bytes
-        # Called once per (unit, player): True when sent, False when skipped.
-        self.on_delivery = on_delivery
-        self.sessions: dict[str, Session] = {}
-        self.playing: list[Session] = []
-        self.connections: set[RtspConnection] = set()
-        self._server: asyncio.AbstractServer | None = None
-        self._reaper: asyncio.Task[None] | None = None
-        self._sdp_version = 1
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: RtspConnection(self), sock=self.sock)
-        self._reaper = asyncio.ensure_future(self._reap())
-
-    async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-        if self._server is not None:
-            self._server.close()
-        loop = asyncio.get_running_loop()
-        for session in list(self.sessions.values()):
-            session.close(loop)
-        self.sessions.clear()
-        self.playing = []
-        for conn in list(self.connections):
-            conn.close()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
-
-    async def _reap(self) -> None:
-        """Closes UDP sessions whose player went quiet (TCP ones end with their socket)."""
-        while True:
-            await asyncio.sleep(5.0)
-            deadline = time.monotonic() - SESSION_TIMEOUT
-            for session in list(self.sessions.values()):
-                if session.tcp_channel is None and session.last_seen < deadline:
-                    self.remove(session)
-
-    def remove(self, session: Session) -> None:
-        self.sessions.pop(session.id, None)
-        if session in self.playing:
-            self.playing = [s for s in self.playing if s is not session]
-        session.close(asyncio.get_running_loop())
-
-    def play(self, session: Session, wait_keyframe: bool) -> None:
-        session.waiting_keyframe = wait_keyframe
-        if not session.playing:
-            session.playing = True
-            self.playing = [*self.playing, session]
-
-    def pause(self, session: Session) -> None:
-        session.playing = False
-        self.playing = [s for s in self.playing if s is not session]
-
-    # -- fan-out ---------------------------------------------------------------------------
-    def broadcast(self, packets: list[bytes], keyframe: bool = True) -> int:
-        """Sends one unit's packets to every playing session; returns how many got it."""
-        framed: dict[int, bytes] = {}
-        delivered = 0
-        for session in self.playing:
-            if session.waiting_keyframe:
-                if not keyframe:
-                    continue
-                session.waiting_keyframe = False
-            ok = self._send(session, packets, framed)
-            if ok:
-                session.sent += 1
-                delivered += 1
-            else:
-                session.dropped += 1
-                if self.source.keyframes:  # what follows a gap cannot decode until an IDR
-                    session.waiting_keyframe = True
-                    self.source.on_gap()
-            self.on_delivery(ok)
-        return delivered
-
-    def _send(self, session: Session, packets: list[bytes], framed: dict[int, bytes]) -> bool:
-        channel = session.tcp_channel
-        if channel is not None:
-            conn = session.connection
-            if conn is None or conn.transport is None or conn.transport.is_closing():
-                return False
-            if conn.transport.get_write_buffer_size() > self.max_buffer_bytes:
-                return False
-            data = framed.get(channel)
-            if data is None:
-                prefix = b"$" + bytes((channel,))
-                data = framed[channel] = b"".join(
-                    prefix + struct.pack("!H", len(p)) + p for p in packets)
-            conn.transport.write(data)
-            return True
-        if session.udp is None or session.udp_destination is None:
-            return False
-        sock, dest = session.udp[0], session.udp_destination
-        try:
-            for packet in packets:
-                sock.sendto(packet, dest)
-        except BlockingIOError:
-            return False
-        except OSError as exc:  # e.g. ECONNREFUSED from an earlier ICMP: the player left
-            return exc.errno == errno.ECONNREFUSED
-        return True
-
-    def status(self) -> dict[str, Any]:
-        return {"players": len(self.playing),
-                "sessions": [s.describe() for s in self.sessions.values()]}
+    def remove(self, session: Session) -> None: ...
 
 
 class _Request:
@@ -305,7 +83,7 @@ def _port_pair(value: str) -> tuple[int, int]:
 class RtspConnection(asyncio.Protocol):
     """One player's RTSP control connection (and its interleaved data, for TCP)."""
 
-    def __init__(self, server: RtspServer) -> None:
+    def __init__(self, server: ServerState) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -373,7 +151,7 @@ class RtspConnection(asyncio.Protocol):
                    body: bytes = b"") -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        lines = [f"RTSP/1.0 {code} {_REASONS.get(code, 'Error')}", f"CSeq: {cseq}",
+        lines = [f"RTSP/1.0 {code} {REASONS.get(code, 'Error')}", f"CSeq: {cseq}",
                  f"Server: {SERVER_NAME}", *(headers or [])]
         if body:
             lines.append(f"Content-Length: {len(body)}")
@@ -448,7 +226,7 @@ class RtspConnection(asyncio.Protocol):
             return
         assert self.transport is not None
         host = self.transport.get_extra_info("sockname")[0]
-        sdp = self.server.source.sdp(host, self.server._sdp_version).encode()
+        sdp = self.server.source.sdp(host, self.server.sdp_version).encode()
         self._reply_raw(200, request.cseq,
                         ["Content-Type: application/sdp",
                          f"Content-Base: {self._base_url(request)}/"], sdp)

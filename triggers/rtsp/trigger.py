@@ -2,7 +2,7 @@
 
 Video (H264, H265, MJPEG: whatever PyAV decodes): each emitted frame is an event
 whose body is a JPEG (``output: jpeg``, quality ``jpeg_quality``) or raw pixels
-(``output: raw``; layout in triggers/rtsp_frames.py). An MJPEG source's JPEGs
+(``output: raw``; layout in media/frames.py). An MJPEG source's JPEGs
 are passed on as they are with ``output: jpeg``: no decoding, no re-encoding. Pacing, one of:
 
 - ``processing_factor: N``: every Nth decoded frame (1: all of them);
@@ -11,14 +11,14 @@ are passed on as they are with ``output: jpeg``: no decoding, no re-encoding. Pa
   in between are decoded (H264 needs them) but never encoded or sent.
 
 Audio (L16 or anything PyAV decodes): resampled to ``sample_rate``/``channels``
-s16le PCM and cut into events by triggers/audio_chunks.py (``chunk_mode``
+s16le PCM and cut into events by media/audio_chunks.py (``chunk_mode``
 ``sliding``, the seed's, or ``consecutive``).
 
 Fields: ``frame_num`` (0-based count of decoded frames, or of audio chunks, since
 the trigger started, as the mjpeg trigger counts), ``timestamp`` (epoch seconds
 from the stream's clock), ``url`` (credentials removed) and ``width``/``height``
 (+ ``format`` for raw) or ``sample_rate``/``channels``. Events go through
-triggers/frame_pipeline.py: in order to the sink, dropped by ``drop_policy``
+media/frame_pipeline.py: in order to the sink, dropped by ``drop_policy``
 when the workers are behind, counted in ``nuclio_processor_frames_*``.
 The source's state is in ``/ready``.
 """
@@ -31,16 +31,16 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from core.attribute_types import Duration
+from core.sink import SinkSpec
+from media.audio_chunks import AudioChunker, ChunkMode
+from media.frame_pipeline import DropPolicy, FramePipeline
+from media.frames import JPEG_TYPE, RAW_TYPE, JpegEncoder, RawFormat, raw_bytes
+from media.rtp import JpegFrame, UnsupportedMedia
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
-from sinks.attribute_types import Duration
-from sinks.base import SinkSpec
-from sinks.rtp import JpegFrame, UnsupportedMedia
-from triggers.audio_chunks import AudioChunker, ChunkMode
 from triggers.base import Trigger, TriggerAttributes
-from triggers.frame_pipeline import DropPolicy, FramePipeline
-from triggers.rtsp_frames import JPEG_TYPE, RAW_TYPE, JpegEncoder, RawFormat, raw_bytes
-from triggers.rtsp_source import RtspReader
+from triggers.rtsp.source import RtspReader
 
 SEED_AUDIO_INTERVAL_MS = 2000
 MAX_HANDOFFS = 8  # events posted to the event loop and not yet taken

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import grpc
 
+from core.metrics import TriggerMetrics
 from protos.open_inference import messages
 from runtime.inference.errors import InferenceError
 from runtime.responses import RawResponse
-
-if TYPE_CHECKING:
-    from triggers.openinference import OpenInferenceTrigger
 
 SERVICE = "inference.GRPCInferenceService"
 
@@ -56,11 +54,29 @@ def error_message(result: RawResponse) -> str:
     return result.body.decode("utf-8", "replace")
 
 
+class InferenceServer(Protocol):
+    """What the gRPC service asks of the trigger that owns it (REST and gRPC share one
+    model declaration, readiness and pool; the trigger satisfies this protocol, so this
+    module never imports the trigger)."""
+
+    model_metadata: dict[str, Any]
+    server_metadata: dict[str, Any]
+    metrics: TriggerMetrics
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def infer(self, body: bytes, headers: dict[str, str],
+                    grpc_call: bool) -> RawResponse: ...
+
+    def check_model(self, name: str, version: str) -> None: ...
+
+
 Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class GRPCService:
-    def __init__(self, trigger: OpenInferenceTrigger) -> None:
+    def __init__(self, trigger: InferenceServer) -> None:
         self.trigger = trigger
         self.pb: Any = None
         self._model_metadata: Any = None

@@ -50,7 +50,7 @@ class RtspReader:
         self.passing_through = False  # the current connection's JPEGs go out undecoded
         self._time_base: Any = None
         self._origin: tuple[int, float] | None = None  # (first pts, its epoch time)
-        # processor.metrics.FrameMetrics: ``read`` per decoded frame, ``reconnects`` per outage.
+        # core.metrics.FrameMetrics: ``read`` per decoded frame, ``reconnects`` per outage.
         self.counters = counters
         self.logger = logger
         self.name = name

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
-from processor.config import parse_go_duration
+from core.config import parse_go_duration
 
 
 def _absolute_path(value: str) -> str:

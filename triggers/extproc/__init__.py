@@ -1,0 +1,1 @@
+"""The extproc trigger: the processor as an Envoy external processor (ext_proc v3)."""

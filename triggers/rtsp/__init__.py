@@ -1,0 +1,1 @@
+"""The rtsp trigger: an RTSP client (source.py) feeding frames and audio to the pool."""

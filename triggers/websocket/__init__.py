@@ -1,0 +1,1 @@
+"""The websocket trigger: per-connection events, stream and discrete interval modes."""
