@@ -15,6 +15,8 @@ install-test:
 		|| (apt-get update -qq && apt-get install -y -qq ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 \
 			gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 			gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-tools)
+	@command -v mosquitto >/dev/null && command -v chromium >/dev/null \
+		|| (apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients chromium)
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[test]'
 
 run: install
