@@ -100,7 +100,7 @@ def _volumes(plan: Plan, config_map: str) -> tuple[list[dict[str, Any]], list[di
         mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
     writable = []
     settings = plan.async_settings
-    if settings is not None:
+    if settings is not None and settings.backend == "sqlite":
         writable.append(("async-queue", settings.directory))
     for trig in plan.of_kind("job"):
         output = trig.attributes.outputFile
