@@ -2,6 +2,6 @@
 
 
 def handler(context, event):
-    origin = event.headers.get("x-nuclio-invoke-trigger") or event.trigger.kind
+    origin = event.get_header("x-nuclio-invoke-trigger") or event.trigger.kind
     context.logger.info_with("Cleaning up", origin=origin, body=event.body)
     return {"cleaned": True, "origin": origin}

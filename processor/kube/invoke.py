@@ -20,6 +20,7 @@ from core.config import ConfigError, validate_model
 from triggers.cron import CronAttributes
 
 INVOKE_HEADER = "x-nuclio-invoke-trigger"
+BODY_SHOWN = 500
 
 
 def cron_event(config_path: str, key: str) -> CronAttributes:
@@ -43,11 +44,13 @@ def invoke(config_path: str, key: str, url: str, timeout: float) -> int:
                                      headers=headers, method=raw.method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = response.status
+            status, body = response.status, response.read(BODY_SHOWN)
     except urllib.error.HTTPError as exc:
-        status = exc.code
+        status, body = exc.code, exc.read(BODY_SHOWN)
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         print(f"cron invoke failed: {url}: {exc}", file=sys.stderr)
         return 1
-    print(f"cron invoke: {raw.method} {raw.url} -> {status}", file=sys.stderr)
+    # The Job's log (kubectl logs) shows what the function answered.
+    print(f"cron invoke: {raw.method} {raw.url} -> {status} "
+          f"{body.decode('utf-8', 'replace')}", file=sys.stderr)
     return 0 if 200 <= status <= 299 else 1
