@@ -139,7 +139,7 @@ def _read_raw(path: str) -> tuple[dict[str, Any], str]:
     return data, text
 
 
-def _shell(cls: type, resolved: ResolvedTrigger, attributes: TriggerAttributes) -> Any:
+def _shell(cls: Any, resolved: ResolvedTrigger, attributes: TriggerAttributes) -> Any:
     """The trigger object without a pool: enough for the methods that derive its listen
     addresses from ``config`` and ``attributes`` (nothing is bound)."""
     shell = cls.__new__(cls)

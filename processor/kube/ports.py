@@ -85,11 +85,14 @@ def _trigger_host(trig: TriggerPlan) -> str:
     return parse_address(url, f"{trig.resolved.yaml_path}.url", LISTEN_HOST).host
 
 
-def _raw_ports(trig: TriggerPlan, warnings: list[str]) -> list[tuple[str, Address, str, str | None]]:
+_Found = list[tuple[str, Address, str, str | None]]
+
+
+def _raw_ports(trig: TriggerPlan, warnings: list[str]) -> _Found:
     """(suffix, address, yaml path, appProtocol) for one trigger and its sink."""
     resolved, attrs, kind = trig.resolved, trig.attributes, trig.resolved.kind
     path = resolved.yaml_path
-    found: list[tuple[str, Address, str, str | None]] = []
+    found: _Found = []
     if kind == "http":  # as HTTPTrigger.bind
         address = parse_address(resolved.url or f":{DEFAULT_HTTP_PORT}", f"{path}.url",
                                 LISTEN_HOST)
@@ -117,7 +120,7 @@ def _raw_ports(trig: TriggerPlan, warnings: list[str]) -> list[tuple[str, Addres
     return found
 
 
-def _sink_ports(trig: TriggerPlan, warnings: list[str]) -> list[tuple[str, Address, str, str | None]]:
+def _sink_ports(trig: TriggerPlan, warnings: list[str]) -> _Found:
     spec = getattr(trig.attributes, "sink", None)
     if not isinstance(spec, SinkSpec):
         return []
@@ -176,7 +179,7 @@ def health_port(ports: list[Port]) -> Port | None:
 
 def metrics_port(ports: list[Port], platform: PlatformConfig) -> tuple[int, str] | None:
     """(port, its name) where /metrics is served: its own listener, or the health one."""
-    health, metrics = platform_addresses(platform)
+    _, metrics = platform_addresses(platform)
     if metrics is None:
         return None
     for port in ports:

@@ -100,7 +100,7 @@ def test_hello_deployment_service_probes_env_grace() -> None:
 
 
 def test_envoy_snippet_and_sidecar(tmp_path: Path) -> None:
-    rendered, kinds = _render("envoy")
+    _, kinds = _render("envoy")
     deployment = kinds["Deployment"][0]
     pod = _pod(deployment)
     assert _ports(pod["containers"][0])["extproc"] == 9002
@@ -178,7 +178,7 @@ def test_job_example_is_a_job() -> None:
 
 
 def test_cron_in_kube_mode_is_a_cronjob_calling_the_service() -> None:
-    rendered, kinds = _render("cron", "platform.yaml")
+    _, kinds = _render("cron", "platform.yaml")
     assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Service"]
     (cron,) = kinds["CronJob"]
     assert cron["spec"]["schedule"] == "5 * * * *"  # seconds-first "0 5 * * * *"
@@ -329,14 +329,14 @@ def test_kube_cron_needs_http_and_whole_minutes(tmp_path: Path) -> None:
     platform = str(EXAMPLES / "cron/platform.yaml")
     config = yaml.safe_load((EXAMPLES / "cron/function.yaml").read_text())
     config["spec"]["triggers"]["hourly"]["attributes"]["schedule"] = "30 5 * * * *"
-    with pytest.raises(ConfigError, match="spec.triggers.hourly.attributes.schedule: a "
-                                          "Kubernetes CronJob runs at whole minutes"):
+    with pytest.raises(ConfigError, match=r"spec.triggers.hourly.attributes.schedule: a "
+                                          r"Kubernetes CronJob runs at whole minutes"):
         render(_write(tmp_path / "f.yaml", config), platform,
                RenderOptions(function_dir=str(EXAMPLES / "cron")))
     config["spec"]["triggers"]["hourly"]["attributes"]["schedule"] = "@every 2m"
     del config["spec"]["triggers"]["http"]
     config["spec"]["disableDefaultHTTPTrigger"] = True
-    with pytest.raises(ConfigError, match="spec.triggers.hourly: with cronTriggerCreationMode"):
+    with pytest.raises(ConfigError, match=r"spec.triggers.hourly: with cronTriggerCreationMode"):
         render(_write(tmp_path / "f.yaml", config), platform,
                RenderOptions(function_dir=str(EXAMPLES / "cron")))
 
@@ -354,7 +354,7 @@ def test_cli_help_flags_output_dir_and_strict(tmp_path: Path) -> None:
                 assert f"`{flag}" in readme, f"{flag} missing from the README"
     bad = _cli("render", "--config", "x.yaml", "--envoy", "maybe")
     assert bad.returncode == 2 and "invalid choice: 'maybe'" in bad.stderr
-    bad = _cli("render", "--bogus")
+    bad = _cli("render", "--config", "x.yaml", "--bogus")
     assert bad.returncode == 2 and "--bogus" in bad.stderr
     bad = _cli("render", "--config", "x.yaml", "--envoy-port", "70000")
     assert bad.returncode == 2 and "expected a port number" in bad.stderr
