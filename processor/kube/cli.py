@@ -9,6 +9,7 @@ answer, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 
@@ -38,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                     "CronJobs and the Envoy side of an extproc trigger. Warnings (keys not "
                     "rendered) go to stderr.")
     r.add_argument("--config", action="append", required=True, metavar="FILE",
-                   help="a function.yaml; repeat for several functions (one set of objects "
-                        "each)")
+                   help="a function.yaml, or a directory of */function.yaml; repeat for "
+                        "several functions (one set of objects each)")
     r.add_argument("--platform-config", metavar="FILE", default=None,
                    help="Nuclio platform.yaml put in the ConfigMap (health, metrics, logger, "
                         "cronTriggerCreationMode); default: built-in defaults")
@@ -82,6 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_files(given: list[str]) -> list[str]:
+    """``--config FILE`` as is; ``--config DIR`` is every ``DIR/*/function.yaml``, as the
+    processor's several-functions form reads it."""
+    files = []
+    for path in given:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(path, "*", "function.yaml")))
+            if not found:
+                raise ConfigError(f"--config: {path} has no */function.yaml")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
 def _render(args: argparse.Namespace) -> int:
     options = RenderOptions(
         image=args.image, namespace=args.namespace, function_dir=args.function_dir,
@@ -90,7 +106,7 @@ def _render(args: argparse.Namespace) -> int:
                            upstream=args.envoy_upstream))
     outputs: list[tuple[str, str]] = []
     try:
-        for path in args.config:
+        for path in _config_files(args.config):
             rendered = render(path, args.platform_config, options)
             for warning in rendered.warnings:
                 print(f"warning: {path}: {warning}", file=sys.stderr)

@@ -11,6 +11,7 @@ which builds the event with the cron trigger's own model.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.config import ConfigError
@@ -80,7 +81,9 @@ def cron_jobs(plan: Plan, image: str, config_map: str,
             "name": config_map, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}}]
         spec = pod_spec(plan, [container], volumes, restart="Never")
         spec["terminationGracePeriodSeconds"] = 10
-        name = f"{plan.name}-{trig.resolved.key}".lower()[:52].rstrip("-")
+        # CronJob names: DNS labels of at most 52 characters (Kubernetes adds a suffix).
+        key = re.sub(r"[^a-z0-9]+", "-", trig.resolved.key.lower()).strip("-") or "cron"
+        name = f"{plan.name}-{key}"[:52].rstrip("-")
         objects.append({
             "apiVersion": "batch/v1", "kind": "CronJob", "metadata": object_meta(plan, name),
             "spec": {

@@ -148,6 +148,11 @@ def derive_ports(plan: Plan) -> list[Port]:
     used: set[str] = set()
     ports: list[Port] = []
     health, metrics = platform_addresses(plan.platform)
+    for what, address in (("healthCheck.listenAddress", health),
+                          ("metrics.sinks.<prometheusPull>.url", metrics)):
+        if address is not None and address.host in _LOOPBACK:
+            plan.warnings.append(f"{what}: {address.host} is not reachable from outside the "
+                                 "pod (kubelet probes, Prometheus): listen on ':PORT'")
     with _fresh_claims():
         if health is not None:
             sockets.claim_address(health, "platform config healthCheck.listenAddress")

@@ -363,6 +363,10 @@ def test_cli_help_flags_output_dir_and_strict(tmp_path: Path) -> None:
               "--config", str(EXAMPLES / "job/function.yaml"), "-o", str(out))
     assert ok.returncode == 0, ok.stderr
     assert sorted(p.name for p in out.iterdir()) == ["hello.yaml", "nightly-report.yaml"]
+    # --config DIR: every DIR/*/function.yaml (here: every example).
+    ok = _cli("render", "--config", str(EXAMPLES), "-o", str(tmp_path / "all"))
+    assert ok.returncode == 0, ok.stderr
+    assert len(list((tmp_path / "all").iterdir())) == len(list(EXAMPLES.glob("*/function.yaml")))
     config = yaml.safe_load((EXAMPLES / "hello/function.yaml").read_text())
     config["spec"]["unknownDeployerKey"] = 1
     strict = _cli("render", "--config", _write(tmp_path / "f.yaml", config), "--function-dir",
