@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -188,6 +189,25 @@ def _deployer_warnings(raw: dict[str, Any], warnings: list[str]) -> None:
             warnings.append(f"metadata.{key}: not rendered")
 
 
+def _credential_warnings(value: Any, path: str, warnings: list[str]) -> None:
+    """A URL with a password in the function.yaml ends up in a ConfigMap, which is not a
+    Secret: say where (never the value)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _credential_warnings(item, f"{path}.{key}", warnings)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _credential_warnings(item, f"{path}[{n}]", warnings)
+    elif isinstance(value, str) and "://" in value:
+        try:
+            password = urlsplit(value.strip()).password
+        except ValueError:
+            return
+        if password:
+            warnings.append(f"{path}: holds a password, and the ConfigMap is not a Secret: "
+                            "prefer an env var from a Secret (spec.env valueFrom)")
+
+
 def _code_file(loaded: LoadedConfig, code_in_image: bool, warnings: list[str]) -> str | None:
     """The handler's module file when it can travel in the ConfigMap. Like the processor,
     a handler module that cannot be found is a config error (unless the code is baked
@@ -229,6 +249,8 @@ def build_plan(config_path: str, platform_path: str | None, *, namespace: str | 
                           f"'kube', got {cron_mode!r}")
     warnings: list[str] = []
     _deployer_warnings(raw, warnings)
+    _credential_warnings((raw.get("spec") or {}).get("triggers") or {}, "spec.triggers",
+                         warnings)
     deployer = validate_model(Deployer, raw.get("spec") or {}, "spec")
     name = loaded.function.metadata.name
     if not _NAME.match(name) or len(name) > 52:

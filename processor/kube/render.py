@@ -93,7 +93,7 @@ def render_plan(plan: Plan, options: RenderOptions) -> Rendered:
                              "is done, so this renders a Job; the other triggers stop with it")
     cm_name = f"{plan.name}-config"
     objects: list[dict[str, Any]] = [config_map(plan, cm_name)]
-    volumes, mounts = workload._volumes(plan, cm_name)
+    volumes, mounts = workload.volumes(plan, cm_name)
     containers = [workload.processor_container(plan, ports, image, run_once=run_once,
                                                mounts=mounts)]
     replace: dict[str, list[Port]] = {}

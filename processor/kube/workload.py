@@ -76,7 +76,7 @@ def _env(plan: Plan, code_inlined: bool) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(plan: Plan, config_map: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def volumes(plan: Plan, config_map: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The ConfigMap's files where the image's entrypoint looks for them, and writable
     emptyDirs for what the processor writes under a read-only root filesystem."""
     volumes: list[dict[str, Any]] = [
@@ -106,9 +106,13 @@ def _volumes(plan: Plan, config_map: str) -> tuple[list[dict[str, Any]], list[di
         output = trig.attributes.outputFile
         if output and not posixpath.dirname(output).startswith("/tmp"):
             writable.append((f"job-output-{len(writable)}", posixpath.dirname(output)))
+    # A volume of the user's own (a PersistentVolumeClaim for the queue, say) at one of
+    # these paths replaces our emptyDir there.
+    own_paths = {item.get("volumeMount", {}).get("mountPath") for item in plan.deployer.volumes}
     for name, path in writable:
-        volumes.append({"name": name, "emptyDir": {}})
-        mounts.append({"name": name, "mountPath": path})
+        if path not in own_paths:
+            volumes.append({"name": name, "emptyDir": {}})
+            mounts.append({"name": name, "mountPath": path})
     for n, item in enumerate(plan.deployer.volumes):  # Nuclio: [{volume, volumeMount}]
         if "volume" in item:
             volumes.append(item["volume"])
