@@ -124,16 +124,14 @@ def render_plan(plan: Plan, options: RenderOptions) -> Rendered:
     if run_once:
         objects.append(workload.job(plan, template))
         return Rendered(plan, objects)
-    objects.append(workload.deployment(plan, template))
-    svcs = service.services(plan, ports, replace)
-    objects.extend(svcs)
-    keda = scaling.scaled_object(plan) if options.keda else None
-    if keda is not None:
-        objects.append(keda)
-    else:
-        hpa = scaling.hpa(plan)
-        if hpa is not None:
-            objects.append(hpa)
+    deployment = workload.deployment(plan, template)
+    objects.append(deployment)
+    objects.extend(service.services(plan, ports, replace))
+    scaler = (scaling.scaled_object(plan) if options.keda else None) or scaling.hpa(plan)
+    if scaler is not None:
+        objects.append(scaler)
+        # The autoscaler owns the replica count: a re-apply must not reset it.
+        del deployment["spec"]["replicas"]
     if plan.cron_mode == "kube" and plan.of_kind("cron"):
         targets = {t.resolved.name: (service.service_name(plan, t.resolved.name), p.number)
                    for t in plan.triggers for p in ports

@@ -212,6 +212,7 @@ def test_async_nats_keda_and_sqlite_volume(tmp_path: Path) -> None:
     assert nats["metadata"]["stream"] == "resize-jobs"
     assert scaled["spec"]["triggers"][1]["metadata"] == {"value": "70"}
     assert kinds["Deployment"][0]["metadata"]["namespace"] == "media"
+    assert "replicas" not in kinds["Deployment"][0]["spec"]  # the autoscaler's to set
     # --no-keda: the HPA instead, from minReplicas/maxReplicas/targetCPU.
     _, kinds = _render("async", keda=False, namespace="other")
     (hpa,) = kinds["HorizontalPodAutoscaler"]
