@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Container entrypoint: starts the processor on Nuclio's image layout.
 #
-#   function code    /opt/nuclio (the working directory; override: NUCLIO_FUNCTION_CODE_DIR)
+#   function code    /opt/nuclio (the working directory; override: NUCLIO_FUNCTION_CODE_DIR,
+#                    which the rendered Kubernetes manifests set to /etc/nuclio/function
+#                    when the handler file travels in the ConfigMap)
 #   function config  /etc/nuclio/config/processor/processor.yaml (the processor's default
 #                    --config; override: NUCLIO_PROCESSOR_CONFIG). When it is absent and the
 #                    code directory holds a function.yaml, that one is used.
@@ -13,6 +15,7 @@
 #   docker run IMAGE --log-level debug
 # A first argument that is not an option runs that command instead:
 #   docker run -it IMAGE bash
+#   processor kube invoke --config ... --trigger ... --url ...   (a kube-mode CronJob's pod)
 #
 # `exec` makes the processor PID 1, so `docker stop`'s SIGTERM reaches it directly.
 set -euo pipefail

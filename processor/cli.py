@@ -27,7 +27,9 @@ EXIT_INIT = 1
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="processor", description="Run a Nuclio Python function behind its triggers.")
+        prog="processor", description="Run a Nuclio Python function behind its triggers.",
+        epilog="Kubernetes: 'processor kube render --config function.yaml' prints manifests "
+               "(see 'processor kube render --help').")
     parser.add_argument("--config", default=os.environ.get("NUCLIO_PROCESSOR_CONFIG",
                                                            DEFAULT_CONFIG_PATH),
                         help="function.yaml (default: %(default)s)")
@@ -68,6 +70,12 @@ def _use_uvloop() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kube"]:
+        from processor.kube.cli import main as kube_main
+
+        kube_main(argv[1:])
+        return
     args = _parse_args(argv)
     boot = Logger("processor", INFO, args.log_format or "json")
     try:

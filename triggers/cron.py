@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from typing import Any
+from typing import Any, Literal
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
@@ -37,6 +37,10 @@ class CronAttributes(TriggerAttributes):
     interval: str | None = None
     schedule: str | None = None
     event: FixedEvent = Field(default_factory=FixedEvent)
+    # Nuclio's CronJob settings for the platform's ``cronTriggerCreationMode: kube`` (read by
+    # ``processor kube render``; no effect when the processor runs the schedule itself).
+    concurrencyPolicy: Literal["Allow", "Forbid", "Replace"] = "Forbid"
+    jobBackoffLimit: int = Field(2, ge=0)
 
     @field_validator("interval")
     @classmethod

@@ -25,6 +25,9 @@ class JobAttributes(TriggerAttributes):
     event: FixedEvent = Field(default_factory=FixedEvent)
     outputFile: str | None = None
     successStatuses: list[int] | None = None
+    # Deployment only: the Kubernetes Job's backoffLimit (``processor kube render``); the
+    # processor itself runs the event once either way.
+    jobBackoffLimit: int = Field(0, ge=0)
 
     @field_validator("successStatuses")
     @classmethod
