@@ -22,7 +22,7 @@ from typing import Any
 
 from core.config import DEFAULT_HTTP_PORT, ConfigError, parse_address, unknown_keys, validate_model
 from core.function_config import LoadedConfig, PlatformConfig, ResolvedTrigger
-from core.metrics import Metrics
+from core.metrics import Metrics, instance_name
 from core.sink import Sink, SinkSpec
 from processor.health import HealthServer
 from processor.startup import function_settings
@@ -35,6 +35,14 @@ from runtime.workers.process import discard_unclaimed
 from sinks.registry import sink_class
 from triggers.base import Trigger
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
+
+
+def _instance_template(platform: PlatformConfig) -> str | None:
+    """The prometheusPull sink's ``instanceName`` attribute (Nuclio's ``instance`` label)."""
+    for sink in (platform.metrics.sinks.values() if platform.metrics else ()):
+        if sink.kind == "prometheusPull" and sink.attributes.get("instanceName"):
+            return str(sink.attributes["instanceName"])
+    return None
 
 
 class FunctionInitError(Exception):
@@ -57,7 +65,10 @@ class Processor:
         self.logger = logger
         self._function_log_level = function_log_level
         self._log_format = log_format
-        self.metrics = Metrics(config.function.metadata.name)
+        meta = config.function.metadata
+        self.metrics = Metrics(meta.name, meta.namespace,
+                               instance_name(_instance_template(platform), meta.namespace,
+                                             meta.name))
         self._running: list[_Running] = []
         self._health: HealthServer | None = None
         self._stop = asyncio.Event()

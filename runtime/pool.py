@@ -80,6 +80,19 @@ class PoolStats:
     worker_restarts: int = 0
     duration_seconds_sum: float = 0.0
     duration_count: int = 0
+    # Nuclio's allocation statistic: the percentage of idle workers (an integer, as
+    # Nuclio truncates it) added up over every allocation request.
+    allocation_available_percent_sum: int = 0
+
+
+class WorkerTiming:
+    """Time one worker (by index) spent running events: Nuclio exports it per worker."""
+
+    __slots__ = ("count", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
 
 
 WorkerFactory = Callable[[str], Worker]
@@ -101,6 +114,8 @@ class WorkerPool:
         self.name = name
         self.size = size
         self.stats = PoolStats()
+        # Per worker index (a replacement keeps its predecessor's index, as in Nuclio).
+        self.worker_timings = {str(i): WorkerTiming() for i in range(size)}
         self._factory = factory
         self._availability_timeout = availability_timeout
         self._event_timeout = event_timeout
@@ -176,15 +191,19 @@ class WorkerPool:
         self._inflight += 1
         self._drained.clear()
         started = time.perf_counter()
+        idle = self._idle
+        self.stats.allocation_available_percent_sum += len(idle) * 100 // self.size
         try:
-            if self._idle:
-                worker = self._idle.pop()
+            if idle:
+                worker = idle.pop()
                 self.stats.allocation_immediate += 1
             else:
                 worker = await self._wait_for_worker()
+            run_started = time.perf_counter()
             try:
                 result = await worker.run(payload, self._event_timeout)
             except WorkerLost as lost:
+                self._timed(worker, run_started)
                 self._count_lost(lost, payload)
                 if lost.replace:
                     self._replace(worker, lost.message)
@@ -192,8 +211,10 @@ class WorkerPool:
                     self._release(worker)
                 return lost.response(payload)
             except BaseException:
+                self._timed(worker, run_started)
                 self._replace(worker, "event cancelled")
                 raise
+            self._timed(worker, run_started)
             self._release(worker)
             self._count(result)
             return result
@@ -204,6 +225,12 @@ class WorkerPool:
             self._inflight -= 1
             if not self._inflight:
                 self._drained.set()
+
+    def _timed(self, worker: Worker, run_started: float) -> None:
+        timing = self.worker_timings.get(worker.worker_id)
+        if timing is not None:
+            timing.seconds += time.perf_counter() - run_started
+            timing.count += 1
 
     def _count(self, result: Result) -> None:
         if isinstance(result, list):
