@@ -321,7 +321,8 @@ def instance_name(template: str | None, namespace: str, name: str) -> str:
     if not template:
         template = os.environ.get("NUCLIO_FUNCTION_INSTANCE") or "{{ .Namespace }}-{{ .Name }}"
     for key, value in (("Namespace", namespace), ("Name", name)):
-        template = re.sub(r"\{\{\s*\." + key + r"\s*\}\}", lambda _m, v=value: v, template)
+        template = re.sub(r"\{\{\s*\." + key + r"\s*\}\}", value.replace("\\", r"\\"),
+                          template)
     return template
 
 
