@@ -68,6 +68,15 @@ class LatencyHistogram:
     def sum(self) -> float:
         return self._sum
 
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
+
+    def counts(self) -> list[int]:
+        """Observations per bucket (not cumulative; the last is +Inf), for the status
+        page's sliding percentiles."""
+        return list(self._counts)
+
 
 @dataclass
 class _PoolEntry:
@@ -291,6 +300,7 @@ class TriggerMetrics:
     def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str],
                  frames_collector: _FrameCollector | None = None) -> None:
         self.observe_latency = latency.observe
+        self.latency = latency
         self._rejected = rejected
         self._labels = labels
         self._rejected_children: dict[str, Any] = {}
@@ -305,6 +315,16 @@ class TriggerMetrics:
             if self._frames_collector is not None:
                 self._frames_collector.entries.append((self._labels, self._frames))
         return self._frames
+
+    @property
+    def frames_if_any(self) -> FrameMetrics | None:
+        """The frame counters if this trigger streams frames (without creating them)."""
+        return self._frames
+
+    def rejected_counts(self) -> dict[str, int]:
+        """Rejections so far by reason (read at status time, not counted twice)."""
+        return {reason: int(child._value.get())
+                for reason, child in self._rejected_children.items()}
 
     def rejected(self, reason: str) -> None:
         child = self._rejected_children.get(reason)
@@ -356,6 +376,23 @@ class Metrics:
         histogram = LatencyHistogram(LATENCY_BUCKETS)
         self._pools.latencies.append((labels, histogram))
         return TriggerMetrics(histogram, self._rejected, labels, self._frames)
+
+    def sink_counts(self, trigger_kind: str, trigger_name: str) -> dict[str, Any]:
+        """Items the trigger's sink sent and dropped (by reason), read from its counter."""
+        out: dict[str, Any] = {"sent": 0, "dropped": {}}
+        want = {"function": self.function_name, "trigger_kind": trigger_kind,
+                "trigger_name": trigger_name}
+        for family in self._sink_items.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if not sample.name.endswith("_total") or \
+                        any(labels.get(k) != v for k, v in want.items()):
+                    continue
+                if labels["outcome"] == "sent":
+                    out["sent"] += int(sample.value)
+                else:
+                    out["dropped"][labels["reason"]] = int(sample.value)
+        return out
 
     def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
         return SinkMetrics(self._sink_items,

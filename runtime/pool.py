@@ -137,6 +137,11 @@ class WorkerPool:
         return self._inflight
 
     @property
+    def waiting(self) -> int:
+        """Events waiting for a worker right now."""
+        return len(self._waiters)
+
+    @property
     def busy_workers(self) -> int:
         return len(self._all) - len(self._idle)
 
