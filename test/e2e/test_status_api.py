@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 import av
 import pytest
 import requests
-import yaml
 
-from test.conftest import FUNCTIONS, ROOT, function_config, processor_command
+from test.conftest import function_config
 from test.mjpeg_support import FfmpegMjpegSource
-from test.support import free_port, platform_config, stop_process
+from test.status_support import Processor
+from test.support import free_port
 
 SECRETS = ("s3cret-cam", "h00k-pass")
 
@@ -43,59 +42,6 @@ def pipeline_config(camera_url: str, http_port: int, hook_port: int) -> dict[str
                            "url": f"http://hook:h00k-pass@127.0.0.1:{hook_port}/in",
                            "max_retries": 0}}}}
     return cfg
-
-
-class Processor:
-    """A processor with a platform.yaml of our own (the dashboard keys)."""
-
-    def __init__(self, tmp: Path, config: dict[str, Any], dashboard: dict[str, Any] | None
-                 ) -> None:
-        self.health = free_port()
-        self.metrics_port = free_port()
-        platform = platform_config(self.health, self.metrics_port)
-        if dashboard is not None:
-            platform["healthCheck"]["dashboard"] = dashboard
-        (tmp / "function.yaml").write_text(yaml.safe_dump(config))
-        (tmp / "platform.yaml").write_text(yaml.safe_dump(platform))
-        self.log = open(tmp / "processor.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.log_path = tmp / "processor.log"
-        self.proc = subprocess.Popen(
-            processor_command("--config", str(tmp / "function.yaml"), "--platform-config",
-                              str(tmp / "platform.yaml"), "--function-dir", str(FUNCTIONS)),
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()
-            try:
-                if requests.get(self.url("/ready"), timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("not ready:\n" + self.log_path.read_text())
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.health}{path}"
-
-    def status(self) -> dict[str, Any]:
-        r = requests.get(self.url("/api/status"), timeout=5)
-        assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
-        return r.json()
-
-    def metric(self, name: str, **labels: str) -> float:
-        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        total, found = 0.0, False
-        for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line
-                                                   for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-                found = True
-        assert found, (name, labels)
-        return total
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
 
 
 @pytest.fixture
