@@ -197,3 +197,22 @@ def test_page_and_preview_can_be_turned_off(start, camera):
     for path in ("/", "/dashboard", "/api/status", "/api/events", "/api/preview/cam"):
         assert requests.get(off.url(path), timeout=5).status_code == 404, path
     assert requests.get(off.url("/ready"), timeout=5).status_code == 200
+
+
+def test_raw_rtsp_frames_are_previewed_as_jpeg(start):
+    """``output: raw`` results are pixels: the preview encodes the newest one to JPEG."""
+    from test.rtsp_support import GstSource, rtsp_function
+
+    with GstSource("h264", 320, 240, 15) as source:
+        cfg = rtsp_function("rtsp_passthrough:handler", source.url, free_port(),
+                            trigger={"output": "raw", "raw_format": "rgb24"},
+                            sink={"codec": "jpeg"})
+        proc = start(cfg)
+        cam = wait_for(lambda: (lambda t: t if t["frames"]["delivered"] > 3 else None)(
+            trigger(proc.status(), "cam")), 15, "raw frames delivered")
+        assert cam["source"]["state"] == "connected"
+        r = requests.get(proc.url("/api/preview/cam"), timeout=5)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+        frame = next(av.open(io.BytesIO(r.content), format="mjpeg").decode(video=0))
+        assert (frame.width, frame.height) == (320, 240)
+        assert frame.to_ndarray(format="gray").std() > 20
