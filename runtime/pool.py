@@ -196,19 +196,24 @@ class WorkerPool:
         self._inflight += 1
         self._drained.clear()
         started = time.perf_counter()
+        stats = self.stats
         idle = self._idle
-        self.stats.allocation_available_percent_sum += len(idle) * 100 // self.size
+        stats.allocation_available_percent_sum += len(idle) * 100 // self.size
+        timing: WorkerTiming | None = None
+        run_started = started
         try:
             if idle:
                 worker = idle.pop()
-                self.stats.allocation_immediate += 1
+                stats.allocation_immediate += 1
             else:
                 worker = await self._wait_for_worker()
+            # Per worker index, as Nuclio exports it; finished in ``finally`` with the
+            # same clock reading as the event's own duration.
+            timing = self.worker_timings.get(worker.worker_id)
             run_started = time.perf_counter()
             try:
                 result = await worker.run(payload, self._event_timeout)
             except WorkerLost as lost:
-                self._timed(worker, run_started)
                 self._count_lost(lost, payload)
                 if lost.replace:
                     self._replace(worker, lost.message)
@@ -216,26 +221,21 @@ class WorkerPool:
                     self._release(worker)
                 return lost.response(payload)
             except BaseException:
-                self._timed(worker, run_started)
                 self._replace(worker, "event cancelled")
                 raise
-            self._timed(worker, run_started)
             self._release(worker)
             self._count(result)
             return result
         finally:
-            stats = self.stats
-            stats.duration_seconds_sum += time.perf_counter() - started
+            now = time.perf_counter()
+            stats.duration_seconds_sum += now - started
             stats.duration_count += 1
+            if timing is not None:
+                timing.seconds += now - run_started
+                timing.count += 1
             self._inflight -= 1
             if not self._inflight:
                 self._drained.set()
-
-    def _timed(self, worker: Worker, run_started: float) -> None:
-        timing = self.worker_timings.get(worker.worker_id)
-        if timing is not None:
-            timing.seconds += time.perf_counter() - run_started
-            timing.count += 1
 
     def _count(self, result: Result) -> None:
         if isinstance(result, list):
