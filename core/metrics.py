@@ -1,10 +1,11 @@
 """Prometheus metrics: Nuclio's families under Nuclio's exact names and labels, and ours.
 
 Nuclio's (``nuclio_processor_handled_events_total``, ``..._worker_allocation_*``,
-``..._handled_events_duration_milliseconds_*``) carry its constant labels
-``instance, trigger_kind, trigger_id, namespace, function`` so that dashboards and
-alerts written for Nuclio work unchanged; our extra families (rejections, latency
-histograms, frames, sinks) keep ``function, trigger_kind, trigger_name``.
+``..._handled_events_duration_milliseconds_*``; built in core/nuclio_metrics.py) carry
+its constant labels ``instance, trigger_kind, trigger_id, namespace, function`` so that
+dashboards and alerts written for Nuclio work unchanged; our extra families
+(rejections, latency histograms, frames, sinks) keep ``function, trigger_kind,
+trigger_name``.
 
 Worker pools keep plain integer counters (no locks on the hot path); a
 collector turns them into metric families when ``/metrics`` is scraped. Only
@@ -14,11 +15,8 @@ the per-trigger latency histogram is observed per event.
 from __future__ import annotations
 
 import bisect
-import os
-import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -31,14 +29,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from core.nuclio_metrics import PoolEntry, instance_name, nuclio_families
 from core.sink import SinkMetrics
 from runtime.pool import WorkerPool
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0)
 _LABELS = ["function", "trigger_kind", "trigger_name"]
-# Nuclio's constant labels on its own families, in its order.
-NUCLIO_LABELS = ["instance", "trigger_kind", "trigger_id", "namespace", "function"]
 
 
 class LatencyHistogram:
@@ -78,74 +75,14 @@ class LatencyHistogram:
         return list(self._counts)
 
 
-@dataclass
-class _PoolEntry:
-    labels: list[str]  # ours: function, trigger_kind, trigger_name
-    nuclio_labels: list[str]  # Nuclio's: instance, trigger_kind, trigger_id, namespace, function
-    pool: WorkerPool
-
-
-def _untyped(name: str, doc: str, labels: list[str], entries: list[_PoolEntry],
-             value: Callable[[_PoolEntry], float]) -> Metric:
-    """A family exported under exactly ``name``: Nuclio's Go client declares counters whose
-    names end in ``_count`` or ``_sum``, which Python's client would rename (``_total``), so
-    these are untyped; the sample names, which is what queries use, are Nuclio's."""
-    family = Metric(name, doc, "unknown")
-    for e in entries:
-        family.add_sample(name, dict(zip(labels, e.nuclio_labels, strict=True)), value(e))
-    return family
-
-
 class _PoolCollector(Collector):
     def __init__(self) -> None:
-        self.entries: list[_PoolEntry] = []
+        self.entries: list[PoolEntry] = []
         self.latencies: list[tuple[list[str], LatencyHistogram]] = []
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._nuclio()
+        yield from nuclio_families(self.entries)
         yield from self._ours()
-
-    def _nuclio(self) -> Iterator[Metric]:
-        """Nuclio's families (pkg/processor/metricsink/prometheus/{trigger,worker}.go)."""
-        labels = NUCLIO_LABELS
-        handled = CounterMetricFamily("nuclio_processor_handled_events",
-                                      "Total number of handled events",
-                                      labels=[*labels, "result"])
-        allocation = CounterMetricFamily("nuclio_processor_worker_allocation",
-                                         "Total number of worker allocations, by result",
-                                         labels=[*labels, "result"])
-        for e in self.entries:
-            stats = e.pool.stats
-            handled.add_metric([*e.nuclio_labels, "success"], stats.handled_success)
-            handled.add_metric([*e.nuclio_labels, "failure"], stats.handled_failure)
-            allocation.add_metric([*e.nuclio_labels, "success_immediate"],
-                                  stats.allocation_immediate)
-            allocation.add_metric([*e.nuclio_labels, "success_after_wait"],
-                                  stats.allocation_after_wait)
-            # A full wait queue is our extra way for an allocation to fail: Nuclio's result
-            # set is closed, so it counts as error_timeout here (and apart in our family).
-            allocation.add_metric([*e.nuclio_labels, "error_timeout"],
-                                  stats.allocation_timeout + stats.allocation_queue_full)
-        yield handled
-        yield allocation
-        yield _untyped("nuclio_processor_worker_allocation_count",
-                       "Total number of worker_allocations", labels, self.entries,
-                       lambda e: _allocations(e.pool))
-        yield _untyped("nuclio_processor_worker_allocation_wait_duration_milliseconds_sum",
-                       "Total number of milliseconds spent waiting for a worker", labels,
-                       self.entries, lambda e: e.pool.stats.allocation_wait_seconds * 1000.0)
-        yield _untyped("nuclio_processor_worker_allocation_workers_available_percentage",
-                       "Percent of workers available when an allocation occurred, summed "
-                       "over allocations", labels, self.entries,
-                       lambda e: e.pool.stats.allocation_available_percent_sum)
-        duration = SummaryMetricFamily("nuclio_processor_handled_events_duration_milliseconds",
-                                       "Milliseconds it took to handle events, per worker",
-                                       labels=[*labels, "worker_index"])
-        for e in self.entries:
-            for index, timing in e.pool.worker_timings.items():
-                duration.add_metric([*e.nuclio_labels, index], timing.count,
-                                    timing.seconds * 1000.0)
-        yield duration
 
     def _ours(self) -> Iterator[Metric]:
         def counter(name: str, doc: str, attr: str) -> Metric:
@@ -184,12 +121,6 @@ class _PoolCollector(Collector):
         for labels, histogram in self.latencies:
             latency.add_metric(labels, histogram.buckets(), histogram.sum)
         yield latency
-
-
-def _allocations(pool: WorkerPool) -> int:
-    stats = pool.stats
-    return (stats.allocation_immediate + stats.allocation_after_wait
-            + stats.allocation_timeout + stats.allocation_queue_full)
 
 
 class FrameMetrics:
@@ -334,18 +265,6 @@ class TriggerMetrics:
         child.inc()
 
 
-def instance_name(template: str | None, namespace: str, name: str) -> str:
-    """Nuclio's ``instance`` label: the prometheusPull sink's ``instanceName`` attribute
-    (``{{ .Namespace }}`` and ``{{ .Name }}`` filled in), else NUCLIO_FUNCTION_INSTANCE,
-    else ``<namespace>-<name>``."""
-    if not template:
-        template = os.environ.get("NUCLIO_FUNCTION_INSTANCE") or "{{ .Namespace }}-{{ .Name }}"
-    for key, value in (("Namespace", namespace), ("Name", name)):
-        template = re.sub(r"\{\{\s*\." + key + r"\s*\}\}", value.replace("\\", r"\\"),
-                          template)
-    return template
-
-
 class Metrics:
     def __init__(self, function_name: str, namespace: str = "default",
                  instance: str | None = None) -> None:
@@ -366,7 +285,7 @@ class Metrics:
                                    registry=self.registry)
 
     def add_pool(self, trigger_kind: str, trigger_name: str, pool: WorkerPool) -> None:
-        self._pools.entries.append(_PoolEntry(
+        self._pools.entries.append(PoolEntry(
             [self.function_name, trigger_kind, trigger_name],
             [self.instance, trigger_kind, trigger_name, self.namespace, self.function_name],
             pool))
