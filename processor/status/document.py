@@ -11,6 +11,7 @@ every URL in it has its user:password removed.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 from core.metrics import FrameMetrics, Metrics
 from processor.status.windows import CounterWindow, HistogramWindow, History, rounded
 from runtime.pool import WorkerPool
-from triggers.base import Trigger, public_url
+from triggers.base import Trigger
 
 RATE_SECONDS = 10
 LATENCY_SECONDS = 60
@@ -185,13 +186,17 @@ def _ms(seconds: float | None) -> float | None:
     return rounded(seconds * 1000.0 if seconds is not None else None)
 
 
+# ``scheme://user:password@`` anywhere in a string (a URL, or an error message quoting one).
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+
+
 def clean_urls(value: Any) -> Any:
-    """Every string that is a URL loses its user:password (a safety net: sinks' and
-    triggers' ``status()`` should already report public URLs)."""
+    """Every URL in every string loses its user:password, also inside error messages (a
+    safety net: sinks' and triggers' ``status()`` should already report public URLs)."""
     if isinstance(value, dict):
         return {k: clean_urls(v) for k, v in value.items()}
     if isinstance(value, list):
         return [clean_urls(v) for v in value]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        return public_url(value)
+    if isinstance(value, str) and "@" in value and "://" in value:
+        return _CREDENTIALS.sub(r"\1", value)
     return value

@@ -75,3 +75,15 @@ def test_raw_frames_are_encoded_once_per_new_frame_and_jpegs_never() -> None:
         assert await preview.jpeg(_trigger(None)) is None  # type: ignore[arg-type]
 
     asyncio.run(scenario())
+
+
+def test_credentials_are_removed_from_urls_anywhere_in_the_document() -> None:
+    from processor.status.document import clean_urls
+
+    doc = {"source": {"url": "rtsp://cam:pw@10.0.0.5:554/live",
+                      "last_error": "Error opening rtsp://cam:pw@10.0.0.5:554/live: refused"},
+           "sinks": [{"url": "http://u@hook/in"}, "ws://h/x?q=a@b", "me@example.org"]}
+    assert clean_urls(doc) == {
+        "source": {"url": "rtsp://10.0.0.5:554/live",
+                   "last_error": "Error opening rtsp://10.0.0.5:554/live: refused"},
+        "sinks": [{"url": "http://hook/in"}, "ws://h/x?q=a@b", "me@example.org"]}
