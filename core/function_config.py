@@ -118,9 +118,18 @@ class FunctionConfig(_Lenient):
 
 
 # -- platform.yaml --------------------------------------------------------------------
+class Dashboard(_Lenient):
+    """Our key under ``healthCheck`` (Nuclio ignores unknown platform keys): the live page
+    and status API, and the frame preview (which shows camera content)."""
+
+    enabled: bool = True
+    preview: bool = True
+
+
 class HealthCheck(_Lenient):
     enabled: bool = True
     listenAddress: str = ":8082"
+    dashboard: Dashboard = Field(default_factory=Dashboard)
 
 
 class MetricSink(_Lenient):

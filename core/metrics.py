@@ -1,4 +1,11 @@
-"""Prometheus metrics with Nuclio's names and labels.
+"""Prometheus metrics: Nuclio's families under Nuclio's exact names and labels, and ours.
+
+Nuclio's (``nuclio_processor_handled_events_total``, ``..._worker_allocation_*``,
+``..._handled_events_duration_milliseconds_*``; built in core/nuclio_metrics.py) carry
+its constant labels ``instance, trigger_kind, trigger_id, namespace, function`` so that
+dashboards and alerts written for Nuclio work unchanged; our extra families
+(rejections, latency histograms, frames, sinks) keep ``function, trigger_kind,
+trigger_name``.
 
 Worker pools keep plain integer counters (no locks on the hot path); a
 collector turns them into metric families when ``/metrics`` is scraped. Only
@@ -10,7 +17,6 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -23,6 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from core.nuclio_metrics import PoolEntry, instance_name, nuclio_families
 from core.sink import SinkMetrics
 from runtime.pool import WorkerPool
 
@@ -58,45 +65,32 @@ class LatencyHistogram:
     def sum(self) -> float:
         return self._sum
 
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        return self._bounds
 
-@dataclass
-class _PoolEntry:
-    labels: list[str]
-    pool: WorkerPool
+    def counts(self) -> list[int]:
+        """Observations per bucket (not cumulative; the last is +Inf), for the status
+        page's sliding percentiles."""
+        return list(self._counts)
 
 
 class _PoolCollector(Collector):
     def __init__(self) -> None:
-        self.entries: list[_PoolEntry] = []
+        self.entries: list[PoolEntry] = []
         self.latencies: list[tuple[list[str], LatencyHistogram]] = []
 
     def collect(self) -> Iterator[Metric]:
+        yield from nuclio_families(self.entries)
+        yield from self._ours()
+
+    def _ours(self) -> Iterator[Metric]:
         def counter(name: str, doc: str, attr: str) -> Metric:
             family = CounterMetricFamily(name, doc, labels=_LABELS)
             for e in self.entries:
                 family.add_metric(e.labels, getattr(e.pool.stats, attr))
             return family
 
-        handled = CounterMetricFamily("nuclio_processor_handled_events",
-                                      "Events handled by the function, by result",
-                                      labels=[*_LABELS, "result"])
-        for e in self.entries:
-            handled.add_metric([*e.labels, "success"], e.pool.stats.handled_success)
-            handled.add_metric([*e.labels, "failure"], e.pool.stats.handled_failure)
-        yield handled
-        yield counter("nuclio_processor_worker_allocation_success_immediate",
-                      "Worker allocations that found an idle worker", "allocation_immediate")
-        yield counter("nuclio_processor_worker_allocation_success_after_wait",
-                      "Worker allocations that waited for a worker", "allocation_after_wait")
-        yield counter("nuclio_processor_worker_allocation_timeout",
-                      "Events rejected because no worker freed up in time",
-                      "allocation_timeout")
-        waited = GaugeMetricFamily("nuclio_processor_worker_allocation_wait_duration_ms_sum",
-                                   "Total time events waited for a worker, in milliseconds",
-                                   labels=_LABELS)
-        for e in self.entries:
-            waited.add_metric(e.labels, e.pool.stats.allocation_wait_seconds * 1000.0)
-        yield waited
         yield counter("nuclio_processor_worker_allocation_queue_full",
                       "Events dropped because the bounded wait queue was full",
                       "allocation_queue_full")
@@ -237,6 +231,7 @@ class TriggerMetrics:
     def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str],
                  frames_collector: _FrameCollector | None = None) -> None:
         self.observe_latency = latency.observe
+        self.latency = latency
         self._rejected = rejected
         self._labels = labels
         self._rejected_children: dict[str, Any] = {}
@@ -252,6 +247,16 @@ class TriggerMetrics:
                 self._frames_collector.entries.append((self._labels, self._frames))
         return self._frames
 
+    @property
+    def frames_if_any(self) -> FrameMetrics | None:
+        """The frame counters if this trigger streams frames (without creating them)."""
+        return self._frames
+
+    def rejected_counts(self) -> dict[str, int]:
+        """Rejections so far by reason (read at status time, not counted twice)."""
+        return {reason: int(child._value.get())
+                for reason, child in self._rejected_children.items()}
+
     def rejected(self, reason: str) -> None:
         child = self._rejected_children.get(reason)
         if child is None:
@@ -261,8 +266,11 @@ class TriggerMetrics:
 
 
 class Metrics:
-    def __init__(self, function_name: str) -> None:
+    def __init__(self, function_name: str, namespace: str = "default",
+                 instance: str | None = None) -> None:
         self.function_name = function_name
+        self.namespace = namespace
+        self.instance = instance or instance_name(None, namespace, function_name)
         self.registry = CollectorRegistry(auto_describe=False)
         self._pools = _PoolCollector()
         self.registry.register(self._pools)
@@ -277,14 +285,33 @@ class Metrics:
                                    registry=self.registry)
 
     def add_pool(self, trigger_kind: str, trigger_name: str, pool: WorkerPool) -> None:
-        self._pools.entries.append(
-            _PoolEntry([self.function_name, trigger_kind, trigger_name], pool))
+        self._pools.entries.append(PoolEntry(
+            [self.function_name, trigger_kind, trigger_name],
+            [self.instance, trigger_kind, trigger_name, self.namespace, self.function_name],
+            pool))
 
     def for_trigger(self, trigger_kind: str, trigger_name: str) -> TriggerMetrics:
         labels = [self.function_name, trigger_kind, trigger_name]
         histogram = LatencyHistogram(LATENCY_BUCKETS)
         self._pools.latencies.append((labels, histogram))
         return TriggerMetrics(histogram, self._rejected, labels, self._frames)
+
+    def sink_counts(self, trigger_kind: str, trigger_name: str) -> dict[str, Any]:
+        """Items the trigger's sink sent and dropped (by reason), read from its counter."""
+        out: dict[str, Any] = {"sent": 0, "dropped": {}}
+        want = {"function": self.function_name, "trigger_kind": trigger_kind,
+                "trigger_name": trigger_name}
+        for family in self._sink_items.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if not sample.name.endswith("_total") or \
+                        any(labels.get(k) != v for k, v in want.items()):
+                    continue
+                if labels["outcome"] == "sent":
+                    out["sent"] += int(sample.value)
+                else:
+                    out["dropped"][labels["reason"]] = int(sample.value)
+        return out
 
     def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
         return SinkMetrics(self._sink_items,

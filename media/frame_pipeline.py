@@ -86,6 +86,9 @@ class FramePipeline:
         self._next_out = 0
         self._done: dict[int, tuple[SinkItem | None, float]] = {}
         self._closing = False
+        # The newest result handed out (what the sink got), for the status page's preview:
+        # a reference kept, never a copy or an encode, so it costs nothing per frame.
+        self.latest: SinkItem | None = None
 
     # -- in ---------------------------------------------------------------------------------
     def offer(self, event: RawEvent, captured_at: float) -> bool:
@@ -172,6 +175,7 @@ class FramePipeline:
                 continue
             if sink is not None:
                 sink.write(item)
+            self.latest = item
             frames.delivered += 1
             frames.latency.observe(time.monotonic() - captured_at)
 

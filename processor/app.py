@@ -22,10 +22,12 @@ from typing import Any
 
 from core.config import DEFAULT_HTTP_PORT, ConfigError, parse_address, unknown_keys, validate_model
 from core.function_config import LoadedConfig, PlatformConfig, ResolvedTrigger
-from core.metrics import Metrics
+from core.metrics import Metrics, instance_name
 from core.sink import Sink, SinkSpec
 from processor.health import HealthServer
 from processor.startup import function_settings
+from processor.status.document import FunctionInfo, StatusBuilder, clean_urls
+from processor.status.server import StatusRoutes
 from runtime.function import FunctionSettings
 from runtime.handler import HandlerLoadError, LoadedHandler, check_module_exists, load_handler
 from runtime.logger import Logger
@@ -35,6 +37,14 @@ from runtime.workers.process import discard_unclaimed
 from sinks.registry import sink_class
 from triggers.base import Trigger
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
+
+
+def _instance_template(platform: PlatformConfig) -> str | None:
+    """The prometheusPull sink's ``instanceName`` attribute (Nuclio's ``instance`` label)."""
+    for sink in (platform.metrics.sinks.values() if platform.metrics else ()):
+        if sink.kind == "prometheusPull" and sink.attributes.get("instanceName"):
+            return str(sink.attributes["instanceName"])
+    return None
 
 
 class FunctionInitError(Exception):
@@ -57,13 +67,18 @@ class Processor:
         self.logger = logger
         self._function_log_level = function_log_level
         self._log_format = log_format
-        self.metrics = Metrics(config.function.metadata.name)
+        meta = config.function.metadata
+        self.metrics = Metrics(meta.name, meta.namespace,
+                               instance_name(_instance_template(platform), meta.namespace,
+                                             meta.name))
         self._running: list[_Running] = []
         self._health: HealthServer | None = None
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._started = time.monotonic()
         self._ready = False
+        self._phase = "starting"  # -> ready -> draining, for the status page
+        self._worker_kind = "unknown"
 
     # -- phase 1: build -----------------------------------------------------------
     def _settings(self, trigger: ResolvedTrigger) -> FunctionSettings:
@@ -94,6 +109,7 @@ class Processor:
             attributes = validate_model(cls.Attributes, trig.attributes, attrs_path)
             settings = self._settings(trig)
             kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
+            self._worker_kind = kind
             if kind != "process" and loaded is None:
                 try:
                     loaded = load_handler(spec.handler, self.config.function_dir)
@@ -144,11 +160,23 @@ class Processor:
                 if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
                     metrics_address = parse_address(sink.url, f"metrics.sinks.{name}.url", host)
                     break
-        self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe)
+        self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe,
+                                    self._status_routes())
         for running in self._running:
             running.trigger.bind(host)
             if running.trigger.sink is not None:
                 running.trigger.sink.bind(host)
+
+    def _status_routes(self) -> StatusRoutes | None:
+        dashboard = self.platform.healthCheck.dashboard
+        if not dashboard.enabled:
+            return None
+        fn = self.config.function
+        info = FunctionInfo(fn.metadata.name, fn.metadata.namespace, fn.spec.handler,
+                            fn.spec.runtime, self._worker_kind)
+        builder = StatusBuilder(info, lambda: self._running, self.metrics, lambda: self._phase,
+                                preview=dashboard.preview)
+        return StatusRoutes(builder, preview=dashboard.preview)
 
     def _ready_probe(self) -> tuple[bool, dict[str, Any]]:
         triggers = {}
@@ -158,7 +186,7 @@ class Processor:
             if r.trigger.sink is not None:
                 details["sink"] = {"kind": r.trigger.sink.kind, **r.trigger.sink.status()}
             triggers[r.trigger.name] = details
-        return self._ready, {"triggers": triggers}
+        return self._ready, {"triggers": clean_urls(triggers)}  # no user:password in URLs
 
     # -- phases 3-5: start ------------------------------------------------------------
     async def start(self) -> None:
@@ -180,6 +208,7 @@ class Processor:
         for running in self._running:
             await running.trigger.start()
         self._ready = True
+        self._phase = "ready"
         # Start-up objects (config models, modules) live for the whole run: move them out
         # of the collector's sight so that collections only scan per-event garbage.
         gc.freeze()
@@ -229,6 +258,7 @@ class Processor:
 
     async def shutdown(self) -> None:
         self._ready = False
+        self._phase = "draining"
         for running in self._running:
             await running.trigger.stop_accepting()
         for running in self._running:

@@ -1,4 +1,4 @@
-"""Health (/live, /ready) and Prometheus (/metrics) endpoints.
+"""Health (/live, /ready), Prometheus (/metrics), and the status page and API endpoints.
 
 They listen before the workers run ``init_context`` so that orchestrators see
 a live-but-not-ready processor while a slow model loads. When the health and
@@ -18,15 +18,19 @@ from core.config import Address
 from core.http_server import BoundHTTPServer
 from core.metrics import Metrics
 from core.sockets import bind_socket
+from processor.status.server import StatusRoutes
 
 ReadyProbe = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class HealthServer:
     def __init__(self, health: Address | None, metrics_address: Address | None,
-                 metrics: Metrics, ready_probe: ReadyProbe) -> None:
+                 metrics: Metrics, ready_probe: ReadyProbe,
+                 status: StatusRoutes | None = None) -> None:
         self._metrics = metrics
         self._ready_probe = ready_probe
+        # The page and the status API (GET /, /dashboard, /api/...), on the health address.
+        self._status = status if health is not None else None
         self._servers: list[BoundHTTPServer] = []
         if health is not None:
             serve_metrics = metrics_address == health
@@ -53,6 +57,10 @@ class HealthServer:
                                          status=200 if ready else 503)
             if with_metrics and path == "/metrics":
                 return self._scrape()
+            if self._status is not None:
+                response = await self._status.handle(request)
+                if response is not None:
+                    return response
             return web.json_response({"error": "not found"}, status=404)
 
         return handle
@@ -69,7 +77,11 @@ class HealthServer:
     async def start(self) -> None:
         for server in self._servers:
             await server.start()
+        if self._status is not None:
+            self._status.start()
 
     async def close(self) -> None:
+        if self._status is not None:
+            await self._status.close()  # ends open event and preview streams
         for server in self._servers:
             await server.shutdown(0.5)

@@ -80,6 +80,19 @@ class PoolStats:
     worker_restarts: int = 0
     duration_seconds_sum: float = 0.0
     duration_count: int = 0
+    # Nuclio's allocation statistic: the percentage of idle workers (an integer, as
+    # Nuclio truncates it) added up over every allocation request.
+    allocation_available_percent_sum: int = 0
+
+
+class WorkerTiming:
+    """Time one worker (by index) spent running events: Nuclio exports it per worker."""
+
+    __slots__ = ("count", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
 
 
 WorkerFactory = Callable[[str], Worker]
@@ -101,6 +114,8 @@ class WorkerPool:
         self.name = name
         self.size = size
         self.stats = PoolStats()
+        # Per worker index (a replacement keeps its predecessor's index, as in Nuclio).
+        self.worker_timings = {str(i): WorkerTiming() for i in range(size)}
         self._factory = factory
         self._availability_timeout = availability_timeout
         self._event_timeout = event_timeout
@@ -120,6 +135,11 @@ class WorkerPool:
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    @property
+    def waiting(self) -> int:
+        """Events waiting for a worker right now."""
+        return len(self._waiters)
 
     @property
     def busy_workers(self) -> int:
@@ -176,12 +196,21 @@ class WorkerPool:
         self._inflight += 1
         self._drained.clear()
         started = time.perf_counter()
+        stats = self.stats
+        idle = self._idle
+        stats.allocation_available_percent_sum += len(idle) * 100 // self.size
+        timing: WorkerTiming | None = None
+        run_started = started
         try:
-            if self._idle:
-                worker = self._idle.pop()
-                self.stats.allocation_immediate += 1
+            if idle:
+                worker = idle.pop()
+                stats.allocation_immediate += 1
             else:
                 worker = await self._wait_for_worker()
+            # Per worker index, as Nuclio exports it; finished in ``finally`` with the
+            # same clock reading as the event's own duration.
+            timing = self.worker_timings.get(worker.worker_id)
+            run_started = time.perf_counter()
             try:
                 result = await worker.run(payload, self._event_timeout)
             except WorkerLost as lost:
@@ -198,9 +227,12 @@ class WorkerPool:
             self._count(result)
             return result
         finally:
-            stats = self.stats
-            stats.duration_seconds_sum += time.perf_counter() - started
+            now = time.perf_counter()
+            stats.duration_seconds_sum += now - started
             stats.duration_count += 1
+            if timing is not None:
+                timing.seconds += now - run_started
+                timing.count += 1
             self._inflight -= 1
             if not self._inflight:
                 self._drained.set()

@@ -57,6 +57,20 @@ class Trigger(ABC):
         """Extra details for ``/ready`` (e.g. the state of an upstream source)."""
         return {}
 
+    def listen_addresses(self) -> list[str]:
+        """Where the trigger listens (``host:port``), for the status page: its bound
+        ``address`` when it has one, else the ports its attributes ask for."""
+        address = getattr(self, "address", None)
+        if address is not None:
+            return [str(address)]
+        return [f":{port}" for port in self.listen_ports()]
+
+    def source_state(self) -> dict[str, Any] | None:
+        """For triggers that read from an upstream source (mjpeg, rtsp): ``state``
+        (connecting, connected, reconnecting, down, stopped), ``since`` (epoch seconds),
+        ``last_error`` and the ``url`` without credentials. None for the others."""
+        return None
+
     def bind(self, default_host: str) -> None:
         """Reserves listening sockets (``default_host`` where the config names no host);
         raises ConfigError when one cannot be had."""

@@ -89,6 +89,8 @@ class MjpegTrigger(Trigger):
         self._frames_read = 0
         self._connected = False
         self._last_error: str | None = None
+        self._state = "connecting"
+        self._since = time.time()
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,6 +121,14 @@ class MjpegTrigger(Trigger):
             details["frames"] = self.pipeline.status()
         return details
 
+    def source_state(self) -> dict[str, Any]:
+        return {"state": self._state, "since": round(self._since, 3),
+                "last_error": self._last_error, "url": self.public_url}
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state, self._since = state, time.time()
+
     # -- reading ---------------------------------------------------------------------------------
     async def _read_forever(self) -> None:
         attrs = self.attributes
@@ -136,7 +146,11 @@ class MjpegTrigger(Trigger):
                 self._connected = False
                 self._last_error = reason
                 if self._stop.is_set():
+                    self._set_state("stopped")
                     return
+                # The first failure after a working connection is "reconnecting"; once a
+                # retry has failed too, the source is "down" until it comes back.
+                self._set_state("reconnecting" if self._backoff.attempts == 0 else "down")
                 self.frames.reconnects += 1
                 self.logger.warn_with("MJPEG source lost; reconnecting", trigger=self.name,
                                       url=self.public_url, reason=reason,
@@ -154,6 +168,7 @@ class MjpegTrigger(Trigger):
                                      max_part=attrs.max_frame_bytes,
                                      bad=self.frames.dropped_by)
             self._connected = True
+            self._set_state("connected")
             self.logger.info_with("MJPEG source connected", trigger=self.name,
                                   url=self.public_url, content_type=content_type)
             try:

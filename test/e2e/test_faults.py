@@ -153,7 +153,7 @@ def test_overload_gets_503_after_availability_timeout(start_processor):
     assert r.status_code == 503
     assert "within 0.3s" in r.json()["error"]
     assert 0.25 <= elapsed < 1.5
-    assert proc.metric("nuclio_processor_worker_allocation_timeout_total") == 1
+    assert proc.metric("nuclio_processor_worker_allocation_total", result="error_timeout") == 1
     _healthy(base)
 
 
@@ -171,7 +171,8 @@ def test_waiting_event_gets_the_next_free_worker(start_processor):
         codes = list(pool.map(lambda _: requests.get(base + "/sleep?s=0.2", timeout=10)
                               .status_code, range(4)))
     assert codes == [200] * 4
-    assert proc.metric("nuclio_processor_worker_allocation_success_after_wait_total") >= 1
+    assert proc.metric("nuclio_processor_worker_allocation_total",
+                       result="success_after_wait") >= 1
 
 
 @pytest.mark.parametrize("kind", ["process", "thread"])

@@ -271,7 +271,7 @@ def test_default_http_trigger_and_metrics(start_processor):
     proc = start_processor(cfg, extra_args=("--listen-host", "127.0.0.1"))
     r = requests.get("http://127.0.0.1:8080/str", timeout=10)
     assert r.text == "text body"
-    assert proc.metric("nuclio_processor_handled_events_total", trigger_name="default-http",
+    assert proc.metric("nuclio_processor_handled_events_total", trigger_id="default-http",
                        result="success") == 1
     assert proc.metric("nuclio_processor_event_latency_seconds_count",
                        trigger_name="default-http") == 1

@@ -132,7 +132,7 @@ def test_slow_cron_handler_skips_ticks_and_counts_them(start_processor, tmp_path
     assert 2 <= handled <= 4  # one tick per second gets through, the rest are skipped
     # Each tick waits 100 ms for the busy worker, then is skipped: about 3 of 4 per second.
     assert proc.metric("nuclio_processor_rejected_events_total", reason="no_worker") >= 5
-    assert proc.metric("nuclio_processor_worker_allocation_timeout_total") >= 1
+    assert proc.metric("nuclio_processor_worker_allocation_total", result="error_timeout") >= 1
 
 
 @pytest.mark.parametrize(("attributes", "expected"), [

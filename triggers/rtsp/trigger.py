@@ -159,6 +159,13 @@ class RtspTrigger(Trigger):
         return details
 
     # -- on the reader thread ----------------------------------------------------------------
+    def source_state(self) -> dict[str, Any]:
+        reader = self.reader
+        state = {"streaming": "connected", "down": "down", "stopped": "stopped"}.get(
+            reader.state, "reconnecting" if reader.connects else "connecting")
+        return {"state": state, "since": round(reader.since, 3),
+                "last_error": reader.last_error, "url": reader.public_url}
+
     def _on_connect(self) -> None:
         attrs = self.attributes
         self._next_emit = None
