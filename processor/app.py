@@ -157,8 +157,11 @@ class Processor:
                        "busy": r.pool.busy_workers, **r.trigger.status()}
             if r.trigger.sink is not None:
                 details["sink"] = {"kind": r.trigger.sink.kind, **r.trigger.sink.status()}
+            if not r.trigger.ready:
+                details["ready"] = False
             triggers[r.trigger.name] = details
-        return self._ready, {"triggers": triggers}
+        ready = self._ready and all(r.trigger.ready for r in self._running)
+        return ready, {"triggers": triggers}
 
     # -- phases 3-5: start ------------------------------------------------------------
     async def start(self) -> None:
