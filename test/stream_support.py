@@ -112,3 +112,24 @@ def metric(processor: Any, name: str, **labels: str) -> float:
         return float(processor.metric(name, **labels))
     except AssertionError:
         return 0.0
+
+
+async def mqtt_publish(port: int, items: list[tuple[str, bytes, int]], *, retain: bool = False,
+                       protocol: int = 4, user_properties: list[tuple[str, str]] | None = None,
+                       username: str | None = None, password: str | None = None) -> None:
+    """Publishes ``(topic, payload, qos)`` items to a broker on 127.0.0.1 and waits for
+    the broker's acknowledgements."""
+    import aiomqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
+    properties = None
+    if user_properties:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = user_properties
+    async with aiomqtt.Client("127.0.0.1", port, protocol=version, username=username,
+                              password=password) as client:
+        for topic, payload, qos in items:
+            await client.publish(topic, payload, qos=qos, retain=retain,
+                                 properties=properties)
