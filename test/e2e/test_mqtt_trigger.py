@@ -93,6 +93,24 @@ def test_mqtt_persistent_session_redelivers_after_kill_9(mosquitto: Mosquitto,
              "every message after the restart", lambda: second.logs)
 
 
+def test_mqtt_broker_restarted_mid_stream_loses_nothing(mosquitto: Mosquitto,
+                                                        tmp_path: Path,
+                                                        start_processor: Any) -> None:
+    config = stream_config(mqtt_trigger(mosquitto.url, workers=2, clientID="restart-worker"),
+                           tmp_path)
+    processor = start_processor(config)
+    wait_for(lambda: ready(processor)[0] == 200, 10, "connected")
+    run(mqtt_publish(mosquitto.port, [("sensors/r", f"slow:0.03:m{i}".encode(), 1)
+                                      for i in range(100)]))
+    wait_for(lambda: len(records(tmp_path)) >= 20, 20, "the first messages")
+    mosquitto.restart()  # a graceful restart: mosquitto saves sessions and queued messages
+    expected = {f"m{i}" for i in range(100)}
+    wait_for(lambda: set(handled_ids(tmp_path)) >= expected, 40,
+             "every message after the broker restart", lambda: processor.logs)
+    wait_for(lambda: ready(processor)[1]["triggers"]["mq"]["broker"]["connects"] >= 2, 10,
+             "reconnected")
+
+
 def test_mqtt_bad_credentials_reported(tmp_path: Path, start_processor: Any) -> None:
     broker = Mosquitto(tmp_path / "mosquitto", users={"cam": "right-pass"}).start()
     try:

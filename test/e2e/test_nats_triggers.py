@@ -154,6 +154,27 @@ def test_jetstream_max_deliver_and_oversize(nats_server: NatsServer, tmp_path: P
     assert (tmp_path / "marks" / "fail-f1").read_text() == "xxx"
 
 
+def test_jetstream_broker_killed_and_restarted_mid_stream(
+        nats_server: NatsServer, tmp_path: Path, start_processor: Any) -> None:
+    run(add_stream(nats_server.url, "JOBS", ["jobs.>"]))
+    processor = start_processor(stream_config(
+        js_trigger(nats_server.url, workers=3, reconnectWait="200ms"), tmp_path))
+    run(js_publish(nats_server.url, [("jobs.r", f"slow:0.01:m{i}".encode())
+                                     for i in range(400)]))
+    wait_for(lambda: len(records(tmp_path)) >= 80, 20, "the first messages")
+    nats_server.kill()  # SIGKILL: JetStream state stays in its directory
+    wait_for(lambda: ready(processor)[0] == 503, 10, "not ready while the broker is gone")
+    time.sleep(0.5)
+    nats_server.start()
+    expected = {f"m{i}" for i in range(400)}
+    wait_for(lambda: set(handled_ids(tmp_path)) >= expected, 60,
+             "every message handled across the broker restart", lambda: processor.logs)
+    wait_for(lambda: run(consumer_info(nats_server.url, "JOBS", "workers")).num_ack_pending
+             == 0, 15, "every message acked")
+    assert ready(processor)[0] == 200
+    assert ready(processor)[1]["triggers"]["js"]["broker"]["connects"] >= 2
+
+
 def test_broker_down_at_start_then_up(tmp_path: Path, start_processor: Any) -> None:
     server = NatsServer(tmp_path / "nats")
     url = f"nats://user:s3cret@127.0.0.1:{server.port}"

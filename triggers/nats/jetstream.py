@@ -78,6 +78,12 @@ class JetStreamAttributes(NatsConnectionAttributes):
         return value
 
 
+def nak_delay(first: float, cap: float, delivered: int) -> float:
+    """Redelivery delay after the ``delivered``-th failed delivery: doubling from
+    ``first``, at most ``cap``."""
+    return min(cap, first * (2 ** min(max(delivered, 1) - 1, 16)))
+
+
 def _default_consumer(trigger_name: str) -> str:
     function = os.environ.get("NUCLIO_FUNCTION_NAME", "nuclio")
     return re.sub(r"[.*>\s]", "_", f"{function}-{trigger_name}")
@@ -226,8 +232,7 @@ class JetStreamTrigger(Trigger):
         await self._settle(msg.nak(delay=self._nak_delay(delivered)))
 
     def _nak_delay(self, delivered: int) -> float:
-        attrs = self.attributes
-        return min(attrs.nakMaxDelay, attrs.nakDelay * (2 ** min(delivered - 1, 16)))
+        return nak_delay(self.attributes.nakDelay, self.attributes.nakMaxDelay, delivered)
 
     async def _settle(self, reply: Any) -> None:
         """Sends an ack/nak/term; a lost connection means JetStream redelivers later."""
