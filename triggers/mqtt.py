@@ -9,8 +9,9 @@ session resumes. That needs a persistent session (``cleanSession: false`` with a
 fixed ``clientID``, the default when a clientID is given). QoS 0 is at most once.
 
 At most ``numWorkers`` messages are handled at once; the broker's own in-flight
-window holds back further QoS 1/2 messages; QoS 0 messages wait in a queue of
-``maxQueuedMessages`` and beyond it are dropped (``reason="mqtt_queue_full"``).
+window holds back further QoS 1/2 messages (MQTT 5: Receive Maximum =
+``maxQueuedMessages``); QoS 0 messages wait in a queue of ``maxQueuedMessages``
+and beyond it are dropped (``reason="mqtt_queue_full"``).
 A failed handler's message is still acknowledged: MQTT has no negative
 acknowledgement, and an unacknowledged message would only come back after a
 reconnect. Messages over ``maxMessageSize`` are acknowledged without running the
@@ -182,15 +183,21 @@ class MqttTrigger(Trigger):
                 options["properties"] = properties
         else:
             options["clean_session"] = self.clean
-        metrics = self.metrics
+        metrics, limit = self.metrics, attrs.maxQueuedMessages
+        if v5:  # the broker sends at most this many unacknowledged QoS 1/2 messages
+            properties = options.setdefault(
+                "properties", Properties(aiomqtt.client.mqtt.PacketTypes.CONNECT))
+            properties.ReceiveMaximum = min(65535, limit)
 
         class CountingQueue(asyncio.Queue[aiomqtt.Message]):
+            """Bounds QoS 0 only: a QoS 1/2 message dropped here would never be acked
+            (the broker bounds those by its in-flight window)."""
+
             def put_nowait(self, item: aiomqtt.Message) -> None:
-                try:
-                    super().put_nowait(item)
-                except asyncio.QueueFull:
+                if item.qos == 0 and self.qsize() >= limit:
                     metrics.rejected("mqtt_queue_full")
-                    raise
+                    raise asyncio.QueueFull
+                super().put_nowait(item)
 
         client = aiomqtt.Client(
             broker.host, broker.port, username=attrs.username or broker.username,
@@ -198,7 +205,7 @@ class MqttTrigger(Trigger):
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             keepalive=int(attrs.keepAlive), timeout=attrs.connectTimeout,
             tls_context=tls_context, queue_type=CountingQueue,
-            max_queued_incoming_messages=attrs.maxQueuedMessages, **options)
+            **options)
         # paho acknowledges QoS 1/2 on receipt unless told otherwise; we ack after handling.
         client._client.manual_ack_set(True)
         return client
@@ -287,7 +294,14 @@ class MqttTrigger(Trigger):
         try:
             await self.pool.submit(raw)
         except WorkerUnavailable:
+            # Not handled, so not acked: the broker delivers it again when the session
+            # resumes (QoS 1/2); QoS 0 is lost, as QoS 0 may be.
             self.metrics.rejected("no_worker")
+            self.logger.warn_with("MQTT message left unacknowledged: no free worker",
+                                  trigger=self.name, topic=raw.path)
+            return
+        except Exception:  # the pool is stopping: leave it unacked, the broker redelivers
+            return
         self._ack(client, generation, message)
         self.metrics.observe_latency(time.perf_counter() - started)
 

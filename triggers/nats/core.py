@@ -143,6 +143,8 @@ class NatsTrigger(Trigger):
         except WorkerUnavailable as exc:
             self.metrics.rejected("no_worker")
             result = RawResponse(503, {}, str(exc).encode(), "text/plain")
+        except Exception as exc:  # e.g. the pool is stopping
+            result = RawResponse(503, {}, (str(exc) or "unavailable").encode(), "text/plain")
         if msg.reply:
             await self._reply(client, msg.reply, result)
         self.metrics.observe_latency(time.perf_counter() - started)

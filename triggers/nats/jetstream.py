@@ -213,6 +213,8 @@ class JetStreamTrigger(Trigger):
         except WorkerUnavailable:
             self.metrics.rejected("no_worker")
             status = 503
+        except Exception:  # e.g. the pool is stopping: deliver again later
+            status = 503
         finally:
             self._running.pop(id(msg), None)
         if handled(status):
