@@ -117,7 +117,10 @@ class MqttTrigger(Trigger):
         self.client_id = attrs.clientID or f"nuclio-{self.name}-{uuid.uuid4().hex[:8]}"
         self.clean = attrs.cleanSession if attrs.cleanSession is not None \
             else attrs.clientID is None
-        self._secrets = [s for s in (attrs.password, self.broker.password) if s]
+        # Credentials: attributes, else Nuclio's trigger-level username/password, else the URL.
+        self.username = attrs.username or self.config.username or self.broker.username
+        self.password = attrs.password or self.config.password or self.broker.password
+        self._secrets = [s for s in (self.password, self.broker.password) if s]
         self.inflight = InFlight(self.pool.size)
         self.state = "connecting"
         self.last_error: str | None = None
@@ -200,8 +203,8 @@ class MqttTrigger(Trigger):
                 super().put_nowait(item)
 
         client = aiomqtt.Client(
-            broker.host, broker.port, username=attrs.username or broker.username,
-            password=attrs.password or broker.password, identifier=self.client_id,
+            broker.host, broker.port, username=self.username, password=self.password,
+            identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             keepalive=int(attrs.keepAlive), timeout=attrs.connectTimeout,
             tls_context=tls_context, queue_type=CountingQueue,

@@ -114,7 +114,8 @@ def test_mqtt_broker_restarted_mid_stream_loses_nothing(mosquitto: Mosquitto,
 def test_mqtt_bad_credentials_reported(tmp_path: Path, start_processor: Any) -> None:
     broker = Mosquitto(tmp_path / "mosquitto", users={"cam": "right-pass"}).start()
     try:
-        trigger = mqtt_trigger(broker.url, username="cam", password="wrong-pass")
+        trigger = mqtt_trigger(broker.url)
+        trigger["mq"].update(username="cam", password="wrong-pass")  # Nuclio's trigger level
         processor = start_processor(stream_config(trigger, tmp_path), ready=False)
 
         def refused() -> Any:
@@ -132,5 +133,12 @@ def test_mqtt_bad_credentials_reported(tmp_path: Path, start_processor: Any) -> 
         assert "wrong-pass" not in processor.logs and "wrong-pass" not in str(body)
         time.sleep(0.5)
         assert processor.proc.poll() is None
+        good_dir = tmp_path / "good"
+        good_dir.mkdir()
+        good = start_processor(stream_config(
+            mqtt_trigger(broker.url, username="cam", password="right-pass"), good_dir))
+        run(mqtt_publish(broker.port, [("sensors/auth", b"authed", 1)], username="cam",
+                         password="right-pass"))
+        wait_for(lambda: handled_ids(good_dir) == ["authed"], 10, "the message", lambda: good.logs)
     finally:
         broker.stop()

@@ -105,7 +105,10 @@ class NatsSupervisor:
         self._logger = logger
         self._consume = consume
         self._on_error = on_error
-        self._redact = Redactor(self.url, [attributes.password, attributes.token])
+        # Credentials: attributes, else Nuclio's trigger-level username/password, else the URL.
+        self._username = attributes.username or config.username
+        self._password = attributes.password or config.password
+        self._redact = Redactor(self.url, [self._password, attributes.token])
         self.state = "connecting"
         self.last_error: str | None = None
         self.connects = 0
@@ -181,9 +184,9 @@ class NatsSupervisor:
     async def _connect(self) -> Client:
         attrs = self._attrs
         options: dict[str, Any] = {}
-        if attrs.username is not None:
-            options["user"] = attrs.username
-            options["password"] = attrs.password or ""
+        if self._username:
+            options["user"] = self._username
+            options["password"] = self._password or ""
         if attrs.token is not None:
             options["token"] = attrs.token
         return await nats.connect(

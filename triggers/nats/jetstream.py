@@ -37,6 +37,7 @@ from nats.js.errors import FetchTimeoutError
 from pydantic import Field, field_validator
 
 from core.attribute_types import Duration
+from core.config import ConfigError
 from runtime.pool import WorkerUnavailable
 from triggers.base import Trigger
 from triggers.nats.connection import NatsConnectionAttributes, NatsSupervisor
@@ -97,6 +98,11 @@ class JetStreamTrigger(Trigger):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         attrs = self.attributes
+        mode = self.config.explicit_ack_mode  # Nuclio's trigger-level key
+        if mode not in (None, "", "disable"):
+            raise ConfigError(f"{self.config.yaml_path}.explicitAckMode: {mode!r} is not "
+                              f"supported (handlers cannot ack themselves here); use "
+                              f"'disable': the trigger acks after the handler")
         self.supervisor = NatsSupervisor(self.config, attrs, self.logger, self._consume)
         self.inflight = InFlight(self.pool.size)
         self.consumer = attrs.consumer or _default_consumer(self.name)
