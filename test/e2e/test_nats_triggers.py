@@ -245,7 +245,8 @@ def test_nats_core_queue_group_splits_between_replicas(nats_server: NatsServer,
 
 def test_nats_core_request_reply(nats_server: NatsServer, tmp_path: Path,
                                  start_processor: Any) -> None:
-    processor = start_processor(stream_config(core_trigger(nats_server.url), tmp_path))
+    processor = start_processor(stream_config(core_trigger(nats_server.url,
+                                                            maxMessageSize=64), tmp_path))
     wait_for(lambda: ready(processor)[0] == 200, 10, "connected")
 
     async def ask() -> list[Any]:
@@ -254,7 +255,8 @@ def test_nats_core_request_reply(nats_server: NatsServer, tmp_path: Path,
             answers = await asyncio.gather(*(nc.request("events.rpc", f"q{i}".encode(),
                                                         timeout=5) for i in range(20)))
             failing = await nc.request("events.rpc", b"fail:1:r1", timeout=5)
-            return [*answers, failing]
+            too_large = await nc.request("events.rpc", b"x" * 100, timeout=5)
+            return [*answers, failing, too_large]
         finally:
             await nc.close()
     answers = run(ask())
@@ -263,5 +265,8 @@ def test_nats_core_request_reply(nats_server: NatsServer, tmp_path: Path,
     failed = answers[20]
     assert failed.headers["Nats-Service-Error-Code"] == "500"
     assert failed.data == b"failing on purpose"
+    assert answers[21].headers["Nats-Service-Error-Code"] == "413"
+    assert processor.metric("nuclio_processor_rejected_events_total",
+                            reason="body_too_large") == 1
     reply = next(r for r in records(tmp_path) if r["body"] == "q3")["fields"]["reply"]
     assert reply.startswith("_INBOX.")
