@@ -116,7 +116,8 @@ def metric(processor: Any, name: str, **labels: str) -> float:
 
 async def mqtt_publish(port: int, items: list[tuple[str, bytes, int]], *, retain: bool = False,
                        protocol: int = 4, user_properties: list[tuple[str, str]] | None = None,
-                       username: str | None = None, password: str | None = None) -> None:
+                       username: str | None = None, password: str | None = None,
+                       tls_context: Any = None) -> None:
     """Publishes ``(topic, payload, qos)`` items to a broker on 127.0.0.1 and waits for
     the broker's acknowledgements."""
     import aiomqtt
@@ -129,7 +130,7 @@ async def mqtt_publish(port: int, items: list[tuple[str, bytes, int]], *, retain
         properties = Properties(PacketTypes.PUBLISH)
         properties.UserProperty = user_properties
     async with aiomqtt.Client("127.0.0.1", port, protocol=version, username=username,
-                              password=password) as client:
+                              password=password, tls_context=tls_context) as client:
         for topic, payload, qos in items:
             await client.publish(topic, payload, qos=qos, retain=retain,
                                  properties=properties)

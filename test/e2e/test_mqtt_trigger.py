@@ -4,6 +4,8 @@ user properties, a persistent session surviving ``kill -9``, bad credentials."""
 from __future__ import annotations
 
 import signal
+import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -140,5 +142,34 @@ def test_mqtt_bad_credentials_reported(tmp_path: Path, start_processor: Any) -> 
         run(mqtt_publish(broker.port, [("sensors/auth", b"authed", 1)], username="cam",
                          password="right-pass"))
         wait_for(lambda: handled_ids(good_dir) == ["authed"], 10, "the message", lambda: good.logs)
+    finally:
+        broker.stop()
+
+
+def test_mqtt_over_tls(tmp_path: Path, start_processor: Any) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                           "-keyout", str(key), "-out", str(cert), "-days", "2",
+                           "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, f"openssl (apt-get install openssl): {made.stderr}"
+    broker = Mosquitto(tmp_path / "mosquitto", extra_config=[f"certfile {cert}",
+                                                             f"keyfile {key}"]).start()
+    try:
+        url = f"ssl://127.0.0.1:{broker.port}"
+        processor = start_processor(stream_config(mqtt_trigger(url, tlsCaFile=str(cert)),
+                                                  tmp_path))
+        wait_for(lambda: ready(processor)[0] == 200, 10, "connected over TLS",
+                 lambda: processor.logs + broker.logs)
+        context = ssl.create_default_context(cafile=str(cert))
+        run(mqtt_publish(broker.port, [("sensors/tls", b"secure1", 1)], tls_context=context))
+        wait_for(lambda: handled_ids(tmp_path) == ["secure1"], 10, "the message")
+        untrusted = tmp_path / "untrusted"
+        untrusted.mkdir()
+        refused = start_processor(stream_config(mqtt_trigger(url), untrusted), ready=False)
+        status, body = wait_for(
+            lambda: (a := ready_when_up(refused)) and a[1]["triggers"]["mq"]["broker"].get(
+                "error") and a, 15, "the certificate refused", lambda: refused.logs)
+        assert status == 503 and "certificate" in body["triggers"]["mq"]["broker"]["error"]
     finally:
         broker.stop()
