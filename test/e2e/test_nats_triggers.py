@@ -102,6 +102,24 @@ def test_jetstream_kill_9_mid_run_then_restart(nats_server: NatsServer, tmp_path
              == 0, 10, "every message acked")
 
 
+def test_jetstream_sigterm_settles_every_message_it_took(nats_server: NatsServer,
+                                                         tmp_path: Path,
+                                                         start_processor: Any) -> None:
+    run(add_stream(nats_server.url, "JOBS", ["jobs.>"]))
+    processor = start_processor(stream_config(js_trigger(nats_server.url, workers=3,
+                                                         ackWait="30s"), tmp_path))
+    run(js_publish(nats_server.url, [("jobs.t", f"slow:0.05:m{i}".encode())
+                                     for i in range(200)]))
+    wait_for(lambda: len(records(tmp_path)) >= 30, 20, "the first messages")
+    assert processor.stop() == 0
+    info = run(consumer_info(nats_server.url, "JOBS", "workers"))
+    # Everything handled was acked before the processor exited: nothing waits for the
+    # 30 s ack wait, and the handled count matches the acked count exactly.
+    assert info.num_ack_pending == 0
+    assert info.ack_floor is not None
+    assert info.ack_floor.stream_seq == len(records(tmp_path)) == 200 - info.num_pending
+
+
 def test_jetstream_slow_handler_is_not_redelivered_while_running(
         nats_server: NatsServer, tmp_path: Path, start_processor: Any) -> None:
     run(add_stream(nats_server.url, "JOBS", ["jobs.>"]))
