@@ -75,6 +75,10 @@ class TriggerSpec(_Lenient):
     disabled: bool = False
     attributes: dict[str, Any] = Field(default_factory=dict)
     batch: BatchSpec | None = None
+    # Nuclio keeps these on the trigger, not in attributes (used by the stream triggers).
+    username: str | None = None
+    password: str | None = None
+    explicitAckMode: str | None = None
 
 
 class BuildSpec(_Lenient):
@@ -181,6 +185,10 @@ class ResolvedTrigger:
     yaml_path: str
     # The default-http trigger Nuclio adds when the config names no http trigger.
     implicit: bool = False
+    # Trigger-level keys in Nuclio's shape (``spec.triggers.<key>.username`` ...).
+    username: str | None = None
+    password: str | None = None
+    explicit_ack_mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +255,8 @@ def _resolve_triggers(spec: Spec) -> list[ResolvedTrigger]:
             attributes=trig.attributes,
             batch=trig.batch if trig.batch and trig.batch.enabled else None,
             yaml_path=path,
+            username=trig.username, password=trig.password,
+            explicit_ack_mode=trig.explicitAckMode,
         ))
     has_http = any(t.kind == "http" for t in spec.triggers.values())
     if not has_http and not spec.disableDefaultHTTPTrigger:

@@ -185,8 +185,11 @@ class Processor:
                        "busy": r.pool.busy_workers, **r.trigger.status()}
             if r.trigger.sink is not None:
                 details["sink"] = {"kind": r.trigger.sink.kind, **r.trigger.sink.status()}
+            if not r.trigger.ready:
+                details["ready"] = False
             triggers[r.trigger.name] = details
-        return self._ready, {"triggers": clean_urls(triggers)}  # no user:password in URLs
+        ready = self._ready and all(r.trigger.ready for r in self._running)
+        return ready, {"triggers": clean_urls(triggers)}  # no user:password in URLs
 
     # -- phases 3-5: start ------------------------------------------------------------
     async def start(self) -> None:

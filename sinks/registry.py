@@ -16,6 +16,8 @@ SINKS: dict[str, str] = {
     "mjpeg": "sinks.mjpeg:MjpegSink",
     "websocket": "sinks.websocket:WebSocketSink",
     "webhook": "sinks.webhook:WebhookSink",
+    "nats": "sinks.nats:NatsSink",
+    "mqtt": "sinks.mqtt:MqttSink",
 }
 
 

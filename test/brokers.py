@@ -128,10 +128,12 @@ class Mosquitto(Broker):
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, *,
-                 users: dict[str, str] | None = None, persistence: bool = True) -> None:
+                 users: dict[str, str] | None = None, persistence: bool = True,
+                 extra_config: list[str] | None = None) -> None:
         super().__init__(workdir, port)
         self.users = users
         self.persistence = persistence
+        self.extra_config = extra_config or []  # more mosquitto.conf lines
 
     def command(self) -> list[str]:
         binary = shutil.which("mosquitto") or (
@@ -155,6 +157,7 @@ class Mosquitto(Broker):
             lines.append("allow_anonymous true")
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/"]
+        lines += self.extra_config
         config = self.workdir / "mosquitto.conf"
         config.write_text("\n".join(lines) + "\n")
         return [binary, "-c", str(config)]

@@ -57,6 +57,13 @@ class Trigger(ABC):
         """Extra details for ``/ready`` (e.g. the state of an upstream source)."""
         return {}
 
+    @property
+    def ready(self) -> bool:
+        """False makes ``/ready`` answer 503 (``/live`` stays 200): e.g. a stream trigger
+        whose broker is not connected, so no traffic is routed to a pod that cannot
+        consume, while Kubernetes' liveness probe leaves it alone."""
+        return True
+
     def listen_addresses(self) -> list[str]:
         """Where the trigger listens (``host:port``), for the status page: its bound
         ``address`` when it has one, else the ports its attributes ask for."""

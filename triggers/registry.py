@@ -18,6 +18,9 @@ TRIGGERS: dict[str, str] = {
     "openinference": "triggers.openinference.trigger:OpenInferenceTrigger",
     "rtsp": "triggers.rtsp.trigger:RtspTrigger",
     "mjpeg": "triggers.mjpeg:MjpegTrigger",
+    "nats": "triggers.nats.core:NatsTrigger",
+    "nats-jetstream": "triggers.nats.jetstream:JetStreamTrigger",
+    "mqtt": "triggers.mqtt:MqttTrigger",
 }
 
 
