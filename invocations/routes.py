@@ -24,7 +24,7 @@ from aiohttp.web_request import BaseRequest
 
 from core.http_server import BodyError, json_error, read_body
 from invocations.service import AsyncService, FunctionQueue
-from invocations.store import Call, StoreUnavailable
+from invocations.store import FINAL_STATES, Call, StoreUnavailable
 from runtime.responses import JSON, dump_json
 
 PREFIX = "/async-function/"
@@ -165,7 +165,10 @@ class AsyncRoutes:
         return _json(200, call.public())
 
     async def _cancel(self, call_id: str) -> web.StreamResponse:
-        call = await self._service.store.cancel(call_id)
+        probe = await self._service.store.get(call_id)
+        if probe is not None and probe.state in FINAL_STATES:
+            return json_error(409, f"call {probe.id!r} is already {probe.state}")
+        call = await self._service.store.cancel(call_id) if probe is not None else None
         if call is None:
             return json_error(404, f"no call {call_id!r} is known (or it expired)")
         queue = self._functions.get(call.function)
