@@ -20,6 +20,7 @@ from invocations.config import CallbackSettings
 from invocations.metrics import AsyncMetrics
 from invocations.signing import signature
 from invocations.store import Call, CallStore, StoreUnavailable
+from invocations.waiting import wait_event
 from runtime.logger import Logger
 
 # Response headers of the function that describe its own HTTP message, not the result.
@@ -92,8 +93,7 @@ class CallbackSender:
                 task.add_done_callback(self._sending.discard)
             if calls:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(next_due or 5.0, 5.0))
+            await wait_event(self._wake, min(next_due or 5.0, 5.0))
 
     async def _send(self, call: Call) -> None:
         try:

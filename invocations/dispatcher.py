@@ -21,6 +21,7 @@ from invocations.config import RetryPolicy
 from invocations.metrics import AsyncMetrics
 from invocations.retry import backoff_delay, is_retryable, retry_after_seconds
 from invocations.store import FINAL_STATES, Call, CallStore, Outcome, State, StoreUnavailable
+from invocations.waiting import wait_event
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable
 from runtime.responses import RawResponse
@@ -97,8 +98,7 @@ class Dispatcher:
                 task.add_done_callback(self._done)
             if calls:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(next_due or 5.0, 5.0))
+            await wait_event(self._wake, min(next_due or 5.0, 5.0))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
