@@ -93,7 +93,7 @@ class CallbackSender:
                 task.add_done_callback(self._sending.discard)
             if calls:
                 continue
-            await wait_event(self._wake, min(next_due or 5.0, 5.0))
+            await wait_event(self._wake, 5.0 if next_due is None else min(next_due, 5.0))
 
     async def _send(self, call: Call) -> None:
         try:

@@ -98,7 +98,7 @@ class Dispatcher:
                 task.add_done_callback(self._done)
             if calls:
                 continue
-            await wait_event(self._wake, min(next_due or 5.0, 5.0))
+            await wait_event(self._wake, 5.0 if next_due is None else min(next_due, 5.0))
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
