@@ -104,8 +104,10 @@ class JetStreamStore:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._reason = f"cannot use NATS at {_public(self._nats.url)}: " \
-                               f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, TimeoutError) or not self._reason or \
+                        not self._reason.startswith("cannot use"):
+                    self._reason = f"cannot use NATS at {_public(self._nats.url)}: " \
+                                   f"{type(exc).__name__}: {exc}"
                 if self._nc is not None:
                     with contextlib.suppress(Exception):
                         await self._nc.close()
@@ -117,10 +119,17 @@ class JetStreamStore:
         async def disconnected() -> None:
             self._logger.warn_with("Async store lost NATS; reconnecting")
 
-        self._nc = await nats.connect(self._nats.url, connect_timeout=self._nats.connectTimeout,
-                                      allow_reconnect=True, max_reconnect_attempts=-1,
-                                      reconnect_time_wait=0.5,
-                                      disconnected_cb=disconnected)
+        async def error(exc: Exception) -> None:  # nats-py would print a traceback each time
+            self._reason = f"cannot use NATS at {_public(self._nats.url)}: " \
+                           f"{type(exc).__name__}: {exc}"
+
+        # With endless reconnects nats-py also retries the first connect for ever: bound it,
+        # so that /ready can say why and the loop above keeps trying.
+        async with asyncio.timeout(self._nats.connectTimeout + 1.0):
+            self._nc = await nats.connect(
+                self._nats.url, connect_timeout=self._nats.connectTimeout,
+                allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                disconnected_cb=disconnected, error_cb=error)
         self._js = self._nc.jetstream(timeout=5.0)
         keep = self._settings.retention
         self._kv = await self._bucket(self._nats.bucket, keep.finished)

@@ -34,7 +34,8 @@ def echo(context, event):
 
 
 def slow(context, event):
-    _append("ASYNC_RUNS", event.id)
+    tag = os.environ.get("ASYNC_TAG")
+    _append("ASYNC_RUNS", f"{event.id} {tag}" if tag else event.id)
     time.sleep(float(os.environ.get("ASYNC_SLEEP", "0.05")))
     return f"done {event.id}"
 
