@@ -47,12 +47,15 @@ class Dispatcher:
         self._heartbeat = heartbeat_interval
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        # Attempts holding a worker (an attempt whose handler returned frees its slot
+        # while its outcome is recorded, so the next claim shares that commit).
+        self._busy = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
     def inflight(self) -> int:
-        return len(self._running)
+        return self._busy
 
     def wake(self) -> None:
         """A call became due (accepted, re-queued): look now rather than at the next tick."""
@@ -80,7 +83,7 @@ class Dispatcher:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self.max_inflight - len(self._running)
+            free = self.max_inflight - self._busy
             if free <= 0:
                 await self._wake.wait()
                 continue
@@ -93,6 +96,7 @@ class Dispatcher:
                                         error=repr(exc))
                 calls, next_due = [], 1.0
             for call in calls:
+                self._busy += 1
                 task = asyncio.create_task(self._attempt(call))
                 self._running.add(task)
                 task.add_done_callback(self._done)
@@ -125,6 +129,8 @@ class Dispatcher:
         finally:
             if beat is not None:
                 beat.cancel()
+            self._busy -= 1
+            self._wake.set()
         state, due_in = self._decide(call, outcome)
         for delay in (0.0, 0.5, 2.0):  # a store hiccup must not lose the outcome
             await asyncio.sleep(delay)

@@ -32,8 +32,9 @@ def test_kill_9_then_restart_completes_every_call(start_processor, tmp_path: Pat
     runs = tmp_path / "runs.txt"
     receiver = CallbackReceiver().start()
     try:
+        # Default maxInflight (half the pool): duplicates are bounded by 2 x maxInflight
+        # (running, or finished with the outcome not yet committed) <= numWorkers.
         config = async_config("async_fns:slow", port, str(tmp_path / "store"), workers=workers,
-                              maxInflight=workers,
                               env={"ASYNC_RUNS": str(runs), "ASYNC_SLEEP": "0.03"})
         proc = start_processor(config)
         ids = _post_many(f"http://127.0.0.1:{port}/async-function/pi", 200,
