@@ -135,7 +135,10 @@ class CallbackSender:
         if state == "failed":
             self._logger.warn_with("Callback not delivered", call_id=call.id, status=status,
                                    attempts=attempt)
-        with contextlib.suppress(StoreUnavailable):
+        try:
             await self._store.callback_result(call, state, status, delay)  # type: ignore[arg-type]
+        except Exception as exc:  # stays pending in the store: sent again later
+            self._logger.warn_with("Could not record a callback outcome", call_id=call.id,
+                                   error=f"{type(exc).__name__}: {exc}")
         if state == "pending":
             self._wake.set()

@@ -8,6 +8,7 @@ Kubernetes renderer relies on ``enabled``, ``backend``, ``directory`` and
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Literal
 
@@ -68,13 +69,24 @@ class Retention(_Model):
     maxDeadLetters: int = Field(10_000, ge=1)
 
 
+_NAME = r"^[A-Za-z0-9_-]{1,200}$"  # JetStream stream/consumer/bucket names (no . * > space)
+
+
 class NatsSettings(_Model):
     url: str = "nats://127.0.0.1:4222"
-    stream: str = "nuclio-async"
-    consumer: str = "nuclio-async-workers"
-    ackWait: Duration = 30.0
-    bucket: str = "nuclio-async-calls"
-    connectTimeout: Duration = 2.0
+    stream: str = Field("nuclio-async", pattern=_NAME)
+    consumer: str = Field("nuclio-async-workers", pattern=_NAME)
+    ackWait: Duration = Field(30.0, gt=0)
+    bucket: str = Field("nuclio-async-calls", pattern=_NAME)
+    connectTimeout: Duration = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _url(self) -> NatsSettings:
+        # Checked here, not by a field pattern, so the error never echoes a URL that
+        # may carry user:password.
+        if not re.match(r"^(nats|tls|ws|wss)://\S+$", self.url):
+            raise ValueError("url: expected nats://host:port (or tls://, ws://, wss://)")
+        return self
 
 
 class AsyncSettings(_Model):

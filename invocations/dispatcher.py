@@ -137,9 +137,9 @@ class Dispatcher:
             try:
                 await self._store.record(call, outcome, state, due_in)
                 break
-            except StoreUnavailable as exc:
+            except Exception as exc:  # StoreUnavailable, or a backend's own error
                 self._logger.warn_with("Could not record an async outcome", call_id=call.id,
-                                       error=str(exc))
+                                       error=f"{type(exc).__name__}: {exc}")
         else:
             return  # still "running" in the store: it runs again after a restart
         self._count(call, call.state)

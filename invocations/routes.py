@@ -92,11 +92,19 @@ class AsyncRoutes:
         if method == "DELETE" and not sub and name not in self._functions:
             return await self._cancel(name)  # OpenFaaS Pro: DELETE /async-function/<call-id>
         if name not in self._functions:
+            self._count_refusal("unknown_function")
             return json_error(404, f"no function named {name!r} is served here")
         if method != "POST":
+            self._functions[name].metrics.rejected("method_not_allowed")
             return web.Response(status=405, body=dump_json({"error": "expected POST"}),
                                 headers={"Content-Type": JSON, "Allow": "POST"})
         return await self._accept(request, name, "/" + sub)
+
+    def _count_refusal(self, reason: str) -> None:
+        """Refusals that name no served function are counted under the default one."""
+        queue = self._functions.get(self._default or "")
+        if queue is not None:
+            queue.metrics.rejected(reason)
 
     async def _accept(self, request: BaseRequest, name: str, path: str) -> web.StreamResponse:
         queue = self._functions.get(name)

@@ -9,10 +9,11 @@ import subprocess
 from pathlib import Path
 
 import requests
+import yaml
 
 from invocations.signing import verify
 from test.async_support import CallbackReceiver, async_config, wait_until
-from test.conftest import run_config_once
+from test.conftest import ROOT, run_config_once
 from test.support import free_port
 
 SECRET = "s3cret-for-tests"
@@ -124,7 +125,7 @@ def test_refusals_are_counted_and_nothing_is_stored(start_processor, tmp_path: P
     r = requests.post(f"{base}/pi", data="3", timeout=5)
     assert r.status_code == 429 and r.headers["Retry-After"] == "1"
     for reason, n in (("bad_callback_url", 2), ("bad_call_id", 1), ("body_too_large", 1),
-                      ("queue_full", 1)):
+                      ("queue_full", 1), ("unknown_function", 1), ("method_not_allowed", 1)):
         assert proc.metric("nuclio_processor_async_rejected_total", reason=reason) == n, reason
     assert proc.metric("nuclio_processor_async_calls_total", outcome="accepted") == 2
     assert proc.metric("nuclio_processor_async_queue_depth") == 2
@@ -188,3 +189,26 @@ def test_store_directory_not_writable_exits_2(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     assert "spec.triggers.http.attributes.async.directory" in out
     assert "listening" not in out.lower()
+
+
+def test_example_pi_function(start_processor, tmp_path: Path) -> None:
+    """examples/async as shipped, on a free port and a temp store."""
+    config = yaml.safe_load((ROOT / "examples/async/function.yaml").read_text())
+    port = free_port()
+    attrs = config["spec"]["triggers"]["http"]["attributes"]
+    attrs["port"] = port
+    attrs["async"]["directory"] = str(tmp_path / "store")
+    config["spec"]["triggers"]["http"]["url"] = f"127.0.0.1:{port}"
+    receiver = CallbackReceiver().start()
+    try:
+        start_processor(config, function_dir=ROOT / "examples/async")
+        status, headers, _ = _curl("-d", "30", "-H", f"X-Callback-Url: {receiver.url}",
+                                   f"http://127.0.0.1:{port}/async-function/pi")
+        assert status == 202
+        wait_until(receiver.calls, what="the digits")
+        cb_headers, body = receiver.calls()[0]
+        assert body == b"3.141592653589793238462643383279"
+        assert cb_headers["X-Call-Id"] == headers["x-call-id"]
+        assert "X-Signature" not in cb_headers  # PI_CALLBACK_SECRET is not set
+    finally:
+        receiver.close()
