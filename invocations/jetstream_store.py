@@ -226,7 +226,11 @@ class JetStreamStore:
         for msg in msgs:
             call = await self.get(msg.data.decode())
             if call is None or call.state in FINAL_STATES:
-                await msg.ack()  # done already (a redelivery after its ack was lost)
+                # Done already: a redelivery after the outcome was stored but the ack (or
+                # the callback's publish) was lost. Publishing again is de-duplicated.
+                if call is not None and call.callback_state == "pending":
+                    await self._publish_callback(call)
+                await msg.ack()
                 continue
             call.attempts = msg.metadata.num_delivered
             if call.attempts > call.max_attempts:  # crashed on its last attempt
@@ -248,7 +252,7 @@ class JetStreamStore:
 
     async def record(self, call: Call, outcome: Outcome, state: State, due_in: float) -> None:
         self._check()
-        msg = self._msgs.pop(call.id, None)
+        msg = self._msgs.get(call.id)  # kept until recorded: the dispatcher may try again
         latest = await self.get(call.id)
         if state == "retrying" and latest is not None and latest.cancel_requested:
             state = "cancelled"
@@ -262,11 +266,13 @@ class JetStreamStore:
             await self._put(call)
             if msg is not None:
                 await msg.nak(delay=due_in)
+            self._msgs.pop(call.id, None)
             return
         call.finished_at = now()
         call.callback_state = "pending" if call.callback_url and state != "cancelled" else "none"
         await self._put(call)
         await self._finish(call, msg)
+        self._msgs.pop(call.id, None)
 
     async def _finish(self, call: Call, msg: Any) -> None:
         at, n = self._depth.get(call.function, (0.0, 0))
@@ -274,11 +280,14 @@ class JetStreamStore:
         if call.state == "dead":
             await self._dead.put(f"{call.function}.{kv_key(call.id)}", str(now()).encode())
         if call.callback_state == "pending":
-            _, subject = callback_stream(self._nats.stream)
-            await self._js.publish(subject, call.id.encode(),
-                                   headers={"Nats-Msg-Id": f"{call.id}:cb:{call.attempts}"})
+            await self._publish_callback(call)
         if msg is not None:
             await msg.ack_sync()
+
+    async def _publish_callback(self, call: Call) -> None:
+        _, subject = callback_stream(self._nats.stream)
+        await self._js.publish(subject, call.id.encode(),
+                               headers={"Nats-Msg-Id": f"{call.id}:cb:{call.attempts}"})
 
     async def get(self, call_id: str) -> Call | None:
         self._check()
