@@ -154,8 +154,9 @@ def main() -> None:
     procs: list[RunningProcessor] = []
     try:
         port, nport = free_port(), free_port()
-        # maxInflight = numWorkers: no sync traffic competes in the completion round.
-        big = {"maxQueued": 10 ** 7, "maxInflight": 2}
+        # maxInflight 8 on 2 workers: calls wait in the pool rather than for a commit (no
+        # sync traffic competes in the completion round; the default would be 1).
+        big = {"maxQueued": 10 ** 7, "maxInflight": 8}
         procs.append(start(async_config("hello:handler", port, str(tmp / "store"),
                                         name="hello", **big), tmp / "p1"))
         procs.append(start(async_config("hello:handler", nport, "/unused", name="hello",
