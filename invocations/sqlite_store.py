@@ -217,7 +217,7 @@ class SqliteStore:
         await self._do(op)
 
     def _trim_dead(self, conn: sqlite3.Connection, function: str) -> None:
-        """The dead-letter list is bounded: the oldest go first (counted by the caller)."""
+        """The dead-letter list is bounded per function: the oldest go first."""
         conn.execute("DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE function = ? "
                      "AND state = 'dead' AND cb_state != 'pending' ORDER BY finished_at DESC "
                      "LIMIT -1 OFFSET ?)", (function, self.retention.maxDeadLetters))
