@@ -279,6 +279,8 @@ class JetStreamStore:
         self._depth[call.function] = (at, max(0, n - 1))
         if call.state == "dead":
             await self._dead.put(f"{call.function}.{kv_key(call.id)}", str(now()).encode())
+            with contextlib.suppress(Exception):
+                await self._trim_dead(call.function)
         if call.callback_state == "pending":
             await self._publish_callback(call)
         if msg is not None:
@@ -288,6 +290,26 @@ class JetStreamStore:
         _, subject = callback_stream(self._nats.stream)
         await self._js.publish(subject, call.id.encode(),
                                headers={"Nats-Msg-Id": f"{call.id}:cb:{call.attempts}"})
+
+    async def _dead_keys(self, function: str) -> list[str]:
+        """The function's dead-letter keys (nats-py's key filters found none here: the
+        prefix is matched on this side)."""
+        try:
+            keys = await self._dead.keys()
+        except Exception:  # NoKeysError: an empty bucket
+            return []
+        prefix = f"{function}."
+        return [k for k in keys if k.startswith(prefix)]
+
+    async def _trim_dead(self, function: str) -> None:
+        """Keeps at most ``retention.maxDeadLetters`` per function: the oldest go first."""
+        keys = await self._dead_keys(function)
+        excess = len(keys) - self._settings.retention.maxDeadLetters
+        if excess <= 0:
+            return
+        dated = [(float((await self._dead.get(k)).value or b"0"), k) for k in keys]
+        for _, key in sorted(dated)[:excess]:
+            await self._dead.delete(key)
 
     async def get(self, call_id: str) -> Call | None:
         self._check()
@@ -313,16 +335,12 @@ class JetStreamStore:
 
     async def dead_letters(self, function: str, limit: int) -> list[Call]:
         self._check()
-        try:
-            keys = await self._dead.keys(filters=[f"{function}.>"])
-        except Exception:  # NoKeysError when the bucket is empty
-            return []
         calls = []
-        for key in keys[:limit]:
+        for key in await self._dead_keys(function):
             call = await self.get(base64.urlsafe_b64decode(key.split(".", 1)[1]).decode())
             if call is not None and call.state == "dead":
                 calls.append(call)
-        return sorted(calls, key=lambda c: c.finished_at or 0.0)
+        return sorted(calls, key=lambda c: c.finished_at or 0.0)[:limit]
 
     async def requeue(self, call_id: str, max_attempts: int) -> Call | None:
         call = await self.get(call_id)

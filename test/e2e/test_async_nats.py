@@ -159,3 +159,29 @@ def test_nats_down_at_start_then_back(start_processor, tmp_path: Path) -> None:
     finally:
         receiver.close()
         server.stop()
+
+
+def test_dead_letters_bounded_listed_and_requeued(start_processor, nats_server,
+                                                  tmp_path: Path) -> None:
+    flag = tmp_path / "fixed"
+    port = free_port()
+    start_processor(async_config(
+        "async_fns:fixable", port, "/unused", backend="nats", nats={"url": nats_server.url},
+        retry={"maxAttempts": 1}, retention={"maxDeadLetters": 2},
+        env={"ASYNC_RUNS": str(tmp_path / "runs.txt"), "FIXED_FLAG": str(flag)}))
+    base = f"http://127.0.0.1:{port}/async-function"
+    ids = []
+    for i in range(4):
+        r = requests.post(f"{base}/pi", data=str(i), headers={"X-Call-Id": f"d{i}"}, timeout=5)
+        assert r.status_code == 202
+        ids.append(r.headers["X-Call-Id"])
+        wait_until(lambda i=i: requests.get(f"{base}/_calls/d{i}", timeout=5).json()["state"]
+                   == "dead", what=f"d{i} dead")
+    dead = [d["call_id"] for d in requests.get(f"{base}/_dead/pi", timeout=5).json()["dead"]]
+    assert dead == ["d2", "d3"]  # bounded: the oldest went first
+    flag.write_text("")
+    assert requests.post(f"{base}/_calls/d3/requeue", timeout=5).status_code == 202
+    wait_until(lambda: requests.get(f"{base}/_calls/d3", timeout=5).json()["state"]
+               == "succeeded", what="d3 succeeded after the fix")
+    assert [d["call_id"] for d in
+            requests.get(f"{base}/_dead/pi", timeout=5).json()["dead"]] == ["d2"]
