@@ -80,7 +80,10 @@ class JetStreamStore:
         return out
 
     async def start(self) -> None:
+        """Gives the first connection a moment (so a processor that is ready with NATS up
+        accepts at once), then leaves the rest to the background."""
         self._task = asyncio.create_task(self._connect_forever())
+        await asyncio.wait({self._task}, timeout=self._nats.connectTimeout + 1.5)
 
     async def close(self) -> None:
         if self._task is not None:
