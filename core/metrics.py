@@ -229,9 +229,13 @@ class TriggerMetrics:
     """What a trigger observes itself: request latency and rejections."""
 
     def __init__(self, latency: LatencyHistogram, rejected: Counter, labels: list[str],
-                 frames_collector: _FrameCollector | None = None) -> None:
+                 frames_collector: _FrameCollector | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.observe_latency = latency.observe
         self.latency = latency
+        # Where a trigger's own collectors (e.g. invocations' async metrics) register.
+        self.registry = registry
+        self.function_name = labels[0]
         self._rejected = rejected
         self._labels = labels
         self._rejected_children: dict[str, Any] = {}
@@ -294,7 +298,7 @@ class Metrics:
         labels = [self.function_name, trigger_kind, trigger_name]
         histogram = LatencyHistogram(LATENCY_BUCKETS)
         self._pools.latencies.append((labels, histogram))
-        return TriggerMetrics(histogram, self._rejected, labels, self._frames)
+        return TriggerMetrics(histogram, self._rejected, labels, self._frames, self.registry)
 
     def sink_counts(self, trigger_kind: str, trigger_name: str) -> dict[str, Any]:
         """Items the trigger's sink sent and dropped (by reason), read from its counter."""

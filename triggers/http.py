@@ -23,6 +23,7 @@ from core.http_server import (
     read_body,
 )
 from core.sockets import bind_socket
+from invocations.config import AsyncSettings
 from runtime.batching import Batcher
 from runtime.events import RawEvent, new_event_id
 from runtime.logger import parse_level
@@ -56,6 +57,8 @@ class HTTPAttributes(TriggerAttributes):
     readBufferSize: int | None = None
     reduceMemoryUsage: bool | None = None
     serviceType: str | None = None
+    # Asynchronous invocation (/async-function/<name>, Prefer: respond-async): invocations/.
+    async_: AsyncSettings = Field(default_factory=AsyncSettings, alias="async")
 
 
 def _logs_header(records: list[dict[str, Any]]) -> str:
@@ -73,6 +76,7 @@ class HTTPTrigger(Trigger):
     Attributes = HTTPAttributes
     attributes: HTTPAttributes
     _server: BoundHTTPServer | None = None
+    _async: Any = None  # invocations.endpoint.AsyncEndpoint when async is enabled
 
     def bind(self, default_host: str) -> None:
         address = parse_address(self.config.url or f":{DEFAULT_HTTP_PORT}",
@@ -88,6 +92,14 @@ class HTTPTrigger(Trigger):
                         if batch is not None else self.pool.submit)
         self._cors = self.attributes.cors if self.attributes.cors and \
             self.attributes.cors.enabled else None
+        if self.attributes.async_.enabled:
+            from invocations.endpoint import AsyncEndpoint  # only when enabled
+
+            self._async = AsyncEndpoint(
+                self.attributes.async_, f"{self.config.yaml_path}.attributes.async",
+                self.metrics.function_name, self.pool.submit, self.pool.size,
+                self.attributes.maxRequestBodySize, self.name, self.metrics.registry,
+                self.logger)
 
     @property
     def port(self) -> int:
@@ -96,18 +108,27 @@ class HTTPTrigger(Trigger):
 
     async def start(self) -> None:
         assert self._server is not None
+        if self._async is not None:
+            await self._async.start()
         await self._server.start()
         self.logger.info_with("HTTP trigger listening", trigger=self.name,
                               address=f"{self.address.host}:{self.port}",
                               workers=self.pool.size)
 
     async def stop_accepting(self) -> None:
+        if self._async is not None:
+            self._async.stop_accepting()
         if self._server is not None:
             self._server.stop_listening()
 
     async def close(self) -> None:
         if self._server is not None:
             await self._server.shutdown(1.0)
+        if self._async is not None:
+            await self._async.close(self.config.termination_timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {"async": self._async.status()} if self._async is not None else {}
 
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -118,6 +139,8 @@ class HTTPTrigger(Trigger):
         if cors is not None and request.method == "OPTIONS" and \
                 "Access-Control-Request-Method" in request.headers:
             return self._preflight(request, cors)
+        if self._async is not None and self._async.wants(request):
+            return await self._async.handle(request)
         try:
             body = await read_body(request, self.attributes.maxRequestBodySize)
         except BodyError as exc:

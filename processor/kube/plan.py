@@ -27,6 +27,8 @@ from core.function_config import (
     load_function_config,
     load_platform_config,
 )
+from invocations.config import DEFAULT_DIRECTORY, NatsSettings
+from invocations.config import AsyncSettings as InvocationSettings
 from runtime.handler import HandlerLoadError, check_module_exists, split_handler
 from triggers.base import TriggerAttributes
 from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
@@ -54,10 +56,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class NatsQueue(_Strict):
-    url: str = "nats://nats:4222"
-    stream: str = "nuclio-async"
-    consumer: str = "nuclio-async"
+class NatsQueue(NatsSettings):
+    """The async queue's NATS settings, as the processor reads them
+    (``invocations.config.NatsSettings``), plus what only KEDA's scaler needs."""
+
     # KEDA's nats-jetstream scaler reads the server's HTTP monitoring port, not the client
     # port: default the url's host with port 8222.
     monitoringEndpoint: str | None = None
@@ -65,14 +67,15 @@ class NatsQueue(_Strict):
     lagThreshold: int = Field(10, ge=1)
 
 
-class AsyncSettings(_Strict):
-    """PROVISIONAL (the async invocation work names the final keys):
-    ``spec.triggers.<http>.attributes.async``."""
+class AsyncSettings(InvocationSettings):
+    """``spec.triggers.<http>.attributes.async``: the processor's own model
+    (``invocations.config.AsyncSettings``), so defaults and names cannot drift; the
+    KEDA-only keys live under ``nats``."""
 
-    enabled: bool = False
-    backend: Literal["sqlite", "nats"] = "sqlite"
-    directory: str = "/var/lib/nuclio/async"
     nats: NatsQueue = Field(default_factory=NatsQueue)
+
+    def queue_directory(self) -> str:
+        return self.directory or DEFAULT_DIRECTORY
 
 
 class Deployer(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from invocations.jetstream_codec import function_stream
 from processor.kube.plan import DEFAULT_TARGET_CPU, AsyncSettings, Plan
 from processor.kube.workload import object_meta
 
@@ -64,7 +65,9 @@ def scaled_object(plan: Plan) -> dict[str, Any] | None:
     nats = settings.nats
     triggers: list[dict[str, Any]] = [{"type": "nats-jetstream", "metadata": {
         "natsServerMonitoringEndpoint": monitoring_endpoint(settings),
-        "account": nats.account, "stream": nats.stream, "consumer": nats.consumer,
+        # The processor's queue for this function: one work-queue stream per function.
+        "account": nats.account, "stream": function_stream(nats.stream, plan.name)[0],
+        "consumer": nats.consumer,
         "lagThreshold": str(nats.lagThreshold)}}]
     if d.targetCPU or _bounds(plan):
         triggers.append({"type": "cpu", "metricType": "Utilization",

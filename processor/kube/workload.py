@@ -101,7 +101,7 @@ def volumes(plan: Plan, config_map: str) -> tuple[list[dict[str, Any]], list[dic
     writable = []
     settings = plan.async_settings
     if settings is not None and settings.backend == "sqlite":
-        writable.append(("async-queue", settings.directory))
+        writable.append(("async-queue", settings.queue_directory()))
     for trig in plan.of_kind("job"):
         output = trig.attributes.outputFile
         if output and not posixpath.dirname(output).startswith("/tmp"):

@@ -202,29 +202,29 @@ def test_cron_in_kube_mode_is_a_cronjob_calling_the_service() -> None:
 
 
 def test_async_nats_keda_and_sqlite_volume(tmp_path: Path) -> None:
-    _, kinds = _render("async")
+    _, kinds = _render("async-nats")
     assert "HorizontalPodAutoscaler" not in kinds
     (scaled,) = kinds["ScaledObject"]
     assert scaled["spec"]["minReplicaCount"] == 1 and scaled["spec"]["maxReplicaCount"] == 8
     nats = scaled["spec"]["triggers"][0]
     assert nats["type"] == "nats-jetstream"
     assert nats["metadata"]["natsServerMonitoringEndpoint"] == "nats.nats.svc:8222"
-    assert nats["metadata"]["stream"] == "resize-jobs"
+    assert nats["metadata"]["stream"] == "resize-jobs-resize"  # per function
     assert scaled["spec"]["triggers"][1]["metadata"] == {"value": "70"}
     assert kinds["Deployment"][0]["metadata"]["namespace"] == "media"
     assert "replicas" not in kinds["Deployment"][0]["spec"]  # the autoscaler's to set
     # --no-keda: the HPA instead, from minReplicas/maxReplicas/targetCPU.
-    _, kinds = _render("async", keda=False, namespace="other")
+    _, kinds = _render("async-nats", keda=False, namespace="other")
     (hpa,) = kinds["HorizontalPodAutoscaler"]
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 8)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
     assert hpa["metadata"]["namespace"] == "other"
     # The sqlite backend writes its queue: a writable volume at its directory.
-    config = yaml.safe_load((EXAMPLES / "async/function.yaml").read_text())
+    config = yaml.safe_load((EXAMPLES / "async-nats/function.yaml").read_text())
     config["spec"]["triggers"]["http"]["attributes"]["async"] = {
         "enabled": True, "directory": "/var/lib/queue"}
     rendered = render(_write(tmp_path / "f.yaml", config), None,
-                      RenderOptions(function_dir=str(EXAMPLES / "async")))
+                      RenderOptions(function_dir=str(EXAMPLES / "async-nats")))
     kinds = _validate(rendered)
     assert "ScaledObject" not in kinds
     mounts = _pod(kinds["Deployment"][0])["containers"][0]["volumeMounts"]
@@ -234,7 +234,7 @@ def test_async_nats_keda_and_sqlite_volume(tmp_path: Path) -> None:
         "volume": {"name": "q", "persistentVolumeClaim": {"claimName": "queue"}},
         "volumeMount": {"name": "q", "mountPath": "/var/lib/queue"}}]
     rendered = render(_write(tmp_path / "f.yaml", config), None,
-                      RenderOptions(function_dir=str(EXAMPLES / "async")))
+                      RenderOptions(function_dir=str(EXAMPLES / "async-nats")))
     pod = _pod(_validate(rendered)["Deployment"][0])
     assert [m["name"] for m in pod["containers"][0]["volumeMounts"]
             if m["mountPath"] == "/var/lib/queue"] == ["q"]

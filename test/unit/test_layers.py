@@ -21,6 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, ...]] = [
     ("processor",),
     ("triggers", "sinks"),
+    ("invocations",),
     ("media",),
     ("core",),
     ("runtime",),
