@@ -18,7 +18,7 @@ from core.function_config import (
     load_function_config,
     load_platform_config,
 )
-from processor.startup import apply_env, prespawn_workers
+from processor.startup import apply_env, ca_certificates_on_first_use, prespawn_workers
 from runtime.logger import INFO, Logger, parse_level
 
 EXIT_CONFIG = 2
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     apply_env(config)
     prespawn_workers(config, function_level, fmt)
     # Only now the heavy imports (aiohttp, prometheus-client), while workers start.
-    from processor.app import FunctionInitError, Processor
+    with ca_certificates_on_first_use():
+        from processor.app import FunctionInitError, Processor
 
     _use_uvloop()
     processor = Processor(config, platform, logger, function_level, fmt, args.listen_host)

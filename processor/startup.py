@@ -7,7 +7,11 @@ overlap. Everything here imports only the runtime.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 from core.function_config import LoadedConfig, ResolvedTrigger
 from runtime.function import FunctionSettings
@@ -50,3 +54,46 @@ def apply_env(config: LoadedConfig) -> None:
     os.environ.setdefault("NUCLIO_FUNCTION_VERSION", "latest")
     os.environ.setdefault("NUCLIO_NAMESPACE", function.metadata.namespace)
     os.environ.setdefault("NUCLIO_FUNCTION_DIR", config.function_dir)
+
+
+@contextlib.contextmanager
+def ca_certificates_on_first_use() -> Iterator[None]:
+    """Imports under this defer the CA store loading of aiohttp's two default client
+    SSL contexts (made at import, ~20 ms each) until a client first asks for one.
+
+    The processor serves plain HTTP; most runs never make an HTTPS client call in
+    the processor's own process, and a cold start should not pay for one. The same
+    contexts get the same ``set_default_verify_paths()`` call, only later; if aiohttp
+    does not look as expected, they are loaded at once, exactly as aiohttp would.
+    """
+    import ssl
+
+    original = ssl.SSLContext.set_default_verify_paths
+    deferred: list[ssl.SSLContext] = []
+    ssl.SSLContext.set_default_verify_paths = (  # type: ignore[method-assign]
+        lambda self: deferred.append(self))
+    try:
+        yield
+    finally:
+        ssl.SSLContext.set_default_verify_paths = original  # type: ignore[method-assign]
+    if not deferred:
+        return
+    connector: Any = sys.modules.get("aiohttp.connector")
+    tcp: Any = getattr(connector, "TCPConnector", None)
+    get_context = getattr(tcp, "_get_ssl_context", None)
+    expected = [getattr(connector, "_SSL_CONTEXT_VERIFIED", None),
+                getattr(connector, "_SSL_CONTEXT_UNVERIFIED", None)]
+    if get_context is None or len(deferred) != 2 or any(
+            not any(c is e for e in expected) for c in deferred):
+        for context in deferred:
+            original(context)
+        return
+
+    def load_then_get(self: Any, request: Any) -> Any:
+        tcp._get_ssl_context = get_context
+        for context in deferred:
+            original(context)
+        deferred.clear()
+        return get_context(self, request)
+
+    tcp._get_ssl_context = load_then_get

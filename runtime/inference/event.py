@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from runtime.events import Event, RawEvent, trigger_info
+from runtime.inference.jsontext import json_data, object_json, tensor_list_json
 from runtime.inference.model import InferenceRequest
-from runtime.inference.tensors import to_json_data
-from runtime.responses import JSON, dump_json
+from runtime.responses import JSON
 
 
 class InferenceEvent(Event):
@@ -38,7 +38,7 @@ class InferenceEvent(Event):
     @property
     def body(self) -> Any:
         if self._body is None:
-            self._body = dump_json(request_document(self.request))
+            self._body = request_json(self.request)
         return self._body
 
     @body.setter
@@ -46,15 +46,19 @@ class InferenceEvent(Event):
         self._body = value
 
 
-def request_document(request: InferenceRequest) -> dict[str, Any]:
-    doc: dict[str, Any] = {"id": request.id, "model_name": request.model_name,
-                           "model_version": request.model_version}
+def request_json(request: InferenceRequest) -> bytes:
+    """The request as the protocol's JSON document: id, model_name, model_version,
+    parameters (if any), inputs (flat data), outputs (names, if requested).
+    Tensor data is written straight from the arrays (``json_data``)."""
+    head: dict[str, Any] = {"id": request.id, "model_name": request.model_name,
+                            "model_version": request.model_version}
     if request.parameters:
-        doc["parameters"] = request.parameters
-    doc["inputs"] = [{"name": name, "datatype": request.datatypes[name],
-                      "shape": list(array.shape),
-                      "data": to_json_data(array, request.datatypes[name])}
-                     for name, array in request.inputs.items()]
+        head["parameters"] = request.parameters
+    inputs = tensor_list_json([
+        ({"name": name, "datatype": request.datatypes[name], "shape": list(array.shape)},
+         json_data(array, request.datatypes[name]))
+        for name, array in request.inputs.items()])
+    tail = None
     if request.outputs is not None:
-        doc["outputs"] = [{"name": o.name} for o in request.outputs]
-    return doc
+        tail = {"outputs": [{"name": o.name} for o in request.outputs]}
+    return object_json(head, "inputs", inputs, tail)

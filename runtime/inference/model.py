@@ -34,6 +34,23 @@ class ModelSpec(NamedTuple):
     outputs: tuple[TensorSpec, ...] = ()
 
 
+def spec_to_wire(spec: ModelSpec) -> tuple[Any, ...]:
+    """``spec`` as plain nested tuples: the form it travels in with every event (a
+    NamedTuple pickles through Python-level hooks: ~14 us per event, plain ~3 us)."""
+    return (spec.name, spec.version, tuple(map(tuple, spec.inputs)),
+            tuple(map(tuple, spec.outputs)))
+
+
+@functools.lru_cache(maxsize=16)
+def spec_from_wire(wire: Any) -> ModelSpec:
+    """The ``ModelSpec`` of ``spec_to_wire``'s form (a ModelSpec is returned as is)."""
+    if isinstance(wire, ModelSpec):
+        return wire
+    name, version, inputs, outputs = wire
+    return ModelSpec(name, version, tuple(TensorSpec(*t) for t in inputs),
+                     tuple(TensorSpec(*t) for t in outputs))
+
+
 @dataclass
 class RequestedOutput:
     name: str

@@ -20,6 +20,7 @@ import nuclio_sdk
 import numpy as np
 
 from runtime.inference.errors import InferenceError
+from runtime.inference.jsontext import load_json
 from runtime.inference.model import ModelSpec, RequestedOutput, checker
 from runtime.inference.tensors import as_array, check_shape, element_count
 
@@ -45,7 +46,7 @@ def _from_response(response: nuclio_sdk.Response) -> Any:
         raise InferenceError(int(response.status_code), _error_text(body))
     if isinstance(body, bytes | bytearray | str):
         try:
-            return json.loads(body)
+            return load_json(body)
         except ValueError:
             raise _fault("a response body that is not JSON") from None
     return body

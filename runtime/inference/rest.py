@@ -8,7 +8,6 @@ says how many bytes in ``parameters.binary_data_size`` and has no ``data``.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import numpy as np
@@ -16,10 +15,11 @@ import numpy as np
 from runtime.events import RawEvent
 from runtime.inference.errors import bad_request
 from runtime.inference.event import InferenceEvent
+from runtime.inference.jsontext import json_data, load_json, object_json, tensor_list_json
 from runtime.inference.model import ArrayMaker, InferenceRequest, ModelSpec, RequestedOutput
 from runtime.inference.outputs import collect
-from runtime.inference.tensors import from_json, from_raw, to_json_data, to_raw
-from runtime.responses import BINARY, JSON, RawResponse, dump_json
+from runtime.inference.tensors import from_json, from_raw, to_raw
+from runtime.responses import BINARY, JSON, RawResponse
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -48,7 +48,7 @@ def _header_and_binary(raw: RawEvent) -> tuple[Any, memoryview]:
         view = memoryview(body)
         header_bytes, binary = bytes(view[:size]), view[size:]
     try:
-        header = json.loads(header_bytes)
+        header = load_json(header_bytes)
     except ValueError as exc:
         raise bad_request(f"the request is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -117,12 +117,12 @@ def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> RawResponse:
     outputs = collect(result, spec, request.outputs)
     binary_names = ({o.name for o in request.outputs if o.binary} if request.outputs is not None
                     else None)
-    doc: dict[str, Any] = {"model_name": spec.name, "model_version": spec.version}
+    head: dict[str, Any] = {"model_name": spec.name, "model_version": spec.version}
     if request.id:
-        doc["id"] = request.id
+        head["id"] = request.id
     if outputs.parameters:
-        doc["parameters"] = outputs.parameters
-    tensors = []
+        head["parameters"] = outputs.parameters
+    tensors: list[tuple[dict[str, Any], bytes | None]] = []
     blobs: list[bytes] = []
     for tensor in outputs.tensors:
         entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype,
@@ -132,11 +132,10 @@ def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> RawResponse:
             blob = to_raw(tensor.array, tensor.datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
+            tensors.append((entry, None))
         else:
-            entry["data"] = to_json_data(tensor.array, tensor.datatype)
-        tensors.append(entry)
-    doc["outputs"] = tensors
-    header = dump_json(doc)
+            tensors.append((entry, json_data(tensor.array, tensor.datatype)))
+    header = object_json(head, "outputs", tensor_list_json(tensors))
     if not blobs:
         return RawResponse(200, {}, header, JSON, event.id)
     return RawResponse(200, {HEADER_LENGTH: str(len(header))}, b"".join([header, *blobs]),

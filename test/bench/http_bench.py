@@ -46,7 +46,9 @@ CONNECTIONS = 32
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 30.0
 P99_LIMIT = 2.0  # every configuration's p99 must be within this multiple of the reference's
-COLD_START_TARGET = 0.5  # seconds, process kind with one worker
+# Cold start (process kind, one worker) at most this multiple of the time of
+# ``python -c "import aiohttp.web"``, measured in the same run.
+COLD_START_TARGET = 1.2
 
 # The reference server: what "a bare aiohttp app" means here. It prints its loop
 # class once at start-up so the benchmark can show that uvloop really ran.
@@ -422,14 +424,19 @@ def time_command(command: list[str]) -> float:
 
 
 def cold_start(workdir: Path, launches: int) -> dict[str, Any]:
-    processor = [time_to_ready(workdir, f"cold-{i}") for i in range(launches)]
-    floor = [time_command([sys.executable, "-c", "import aiohttp.web"]) for _ in range(launches)]
-    bare = [time_command([sys.executable, "-c", "pass"]) for _ in range(launches)]
-    median = statistics.median(processor)
+    """Launch -> /ready against the import of aiohttp.web alone, interleaved launch by
+    launch so that both see the same load; the ratio of the medians is the figure."""
+    processor, floor, bare = [], [], []
+    for i in range(launches):
+        processor.append(time_to_ready(workdir, f"cold-{i}"))
+        floor.append(time_command([sys.executable, "-c", "import aiohttp.web"]))
+        bare.append(time_command([sys.executable, "-c", "pass"]))
+    median, floor_median = statistics.median(processor), statistics.median(floor)
+    ratio = median / floor_median
     return {"processor_s": processor, "processor_median_s": median,
-            "import_aiohttp_web_s": floor, "import_aiohttp_web_median_s": statistics.median(floor),
-            "bare_python_median_s": statistics.median(bare),
-            "target_s": COLD_START_TARGET, "pass": median <= COLD_START_TARGET}
+            "import_aiohttp_web_s": floor, "import_aiohttp_web_median_s": floor_median,
+            "bare_python_median_s": statistics.median(bare), "ratio": ratio,
+            "target_ratio": COLD_START_TARGET, "pass": ratio <= COLD_START_TARGET}
 
 
 # -- report -----------------------------------------------------------------------------
@@ -468,11 +475,12 @@ def format_extras(cold: dict[str, Any], memory: dict[str, Any]) -> str:
     start, end = memory["after_start"], memory["after_load"]
     return "\n".join([
         f"Cold start, process kind x1, launch -> first 200 on /ready "
-        f"(median of {len(cold['processor_s'])}): {cold['processor_median_s']:.3f} s "
-        f"(target <= {COLD_START_TARGET} s: {'PASS' if cold['pass'] else 'FAIL'}; "
-        f"runs {', '.join(f'{s:.3f}' for s in cold['processor_s'])})",
-        f"  floor: python -c 'import aiohttp.web' {cold['import_aiohttp_web_median_s']:.3f} s; "
-        f"python -c pass {cold['bare_python_median_s']:.3f} s",
+        f"(median of {len(cold['processor_s'])}): {cold['processor_median_s']:.3f} s, "
+        f"{cold['ratio']:.2f}x python -c 'import aiohttp.web' "
+        f"({cold['import_aiohttp_web_median_s']:.3f} s; target <= {COLD_START_TARGET}x: "
+        f"{'PASS' if cold['pass'] else 'FAIL'}; runs "
+        f"{', '.join(f'{s:.3f}' for s in cold['processor_s'])})",
+        f"  python -c pass {cold['bare_python_median_s']:.3f} s",
         f"RSS, process kind x2: after load: processor {end['processor_mib']:.1f} MiB, "
         f"{workers(end)}; right after start: processor {start['processor_mib']:.1f} MiB, "
         f"{workers(start)}",
@@ -541,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print()
     print(format_extras(cold, memory))
+    print(f"cold_start: {cold['ratio']:.2f} (target {COLD_START_TARGET})")
     elapsed = time.monotonic() - began
     print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")
     args.output.parent.mkdir(parents=True, exist_ok=True)

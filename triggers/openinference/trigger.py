@@ -27,7 +27,7 @@ from core.http_server import (
 from core.sockets import bind_grpc_server, bind_socket
 from runtime.events import RawEvent, new_event_id
 from runtime.inference.errors import InferenceError
-from runtime.inference.model import ModelSpec, TensorSpec, checker, metadata
+from runtime.inference.model import ModelSpec, TensorSpec, checker, metadata, spec_to_wire
 from runtime.inference.rest import HEADER_LENGTH
 from runtime.inference.tensors import DTYPES
 from runtime.pool import WorkerUnavailable
@@ -118,8 +118,8 @@ class OpenInferenceTrigger(Trigger):
         super().__init__(*args, **kwargs)
         self.spec = self.attributes.model_spec()
         # Every event names the codec and the model; the worker needs nothing else.
-        self._rest_codec = ("openinference-rest", self.spec)
-        self._grpc_codec = ("openinference-grpc", self.spec)
+        self._rest_codec = ("openinference-rest", spec_to_wire(self.spec))
+        self._grpc_codec = ("openinference-grpc", spec_to_wire(self.spec))
         self._serving = False
         # The metadata documents, for REST as JSON here and for gRPC as messages (built from
         # the same dicts once the message classes can be chosen, see GRPCService).
