@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from core.config import (
     DEFAULT_HTTP_PORT,
+    Address,
     ConfigError,
     Duration,
     format_validation_error,
@@ -313,3 +314,20 @@ def load_platform_config(path: str | None) -> PlatformConfig:
         if sink.kind == "prometheusPull":
             parse_address(sink.url, f"{path}: metrics.sinks.{name}.url")
     return platform
+
+
+def platform_addresses(platform: PlatformConfig, host: str) -> tuple[Address | None,
+                                                                    Address | None]:
+    """(health, metrics) listen addresses: the health check's unless disabled, and the
+    first enabled prometheusPull sink's (Nuclio's default ``:8090`` when the platform
+    config names no metrics at all). The processor binds them; ``processor kube render``
+    declares them as container ports: one derivation for both."""
+    health_cfg = platform.healthCheck
+    health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress", host)
+              if health_cfg.enabled else None)
+    if platform.metrics is None:
+        return health, parse_address(MetricSink.model_fields["url"].default, "metrics", host)
+    for name, sink in platform.metrics.sinks.items():
+        if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
+            return health, parse_address(sink.url, f"metrics.sinks.{name}.url", host)
+    return health, None

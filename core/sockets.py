@@ -16,33 +16,46 @@ if TYPE_CHECKING:
     import grpc
 
 
-# Addresses this process has bound, with the YAML path that asked for each. Two
-# SO_REUSEADDR sockets may bind one port on Linux while neither listens, so the
-# kernel would not catch a port named twice in the config.
-_bound: dict[tuple[str, int], str] = {}
 _WILDCARDS = ("0.0.0.0", "::")
 
 
-def _check_not_bound_here(address: Address, yaml_path: str) -> None:
-    if address.port == 0:
-        return
-    for (host, port), owner in _bound.items():
-        if port == address.port and (host == address.host or host in _WILDCARDS
-                                     or address.host in _WILDCARDS):
-            raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
-                              f"used by {owner}; expected a free port")
+class AddressBook:
+    """Addresses claimed so far, with the YAML path that asked for each. Two SO_REUSEADDR
+    sockets may bind one port on Linux while neither listens, so the kernel would not
+    catch a port named twice in the config: this does, naming both YAML paths. The
+    processor keeps one book for its lifetime; a renderer that binds nothing (``processor
+    kube render``) checks a config against a book of its own."""
+
+    def __init__(self) -> None:
+        self._claims: dict[tuple[str, int], str] = {}
+
+    def check(self, address: Address, yaml_path: str) -> None:
+        if address.port == 0:
+            return
+        for (host, port), owner in self._claims.items():
+            if port == address.port and (host == address.host or host in _WILDCARDS
+                                         or address.host in _WILDCARDS):
+                raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is "
+                                  f"already used by {owner}; expected a free port")
+
+    def claim(self, address: Address, yaml_path: str) -> None:
+        self.check(address, yaml_path)
+        self._claims[(address.host, address.port)] = yaml_path
+
+
+# What this process has bound.
+_BOUND = AddressBook()
 
 
 def claim_address(address: Address, yaml_path: str) -> None:
     """Records an address a server other than ours (gRPC) binds, so that a port named
     twice in the config is a ConfigError naming both YAML paths."""
-    _check_not_bound_here(address, yaml_path)
-    _bound[(address.host, address.port)] = yaml_path
+    _BOUND.claim(address, yaml_path)
 
 
 def bind_socket(address: Address, yaml_path: str) -> socket.socket:
     """Binds (without listening) so a taken port fails at start-up, with its YAML path."""
-    _check_not_bound_here(address, yaml_path)
+    _BOUND.check(address, yaml_path)
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -55,7 +68,7 @@ def bind_socket(address: Address, yaml_path: str) -> socket.socket:
                               "in use; expected a free port") from None
         raise ConfigError(f"{yaml_path}: cannot listen on {address}: {exc.strerror}") from None
     sock.setblocking(False)
-    _bound[(address.host, address.port)] = yaml_path
+    _BOUND.claim(address, yaml_path)
     return sock
 
 

@@ -20,8 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import DEFAULT_HTTP_PORT, ConfigError, parse_address, unknown_keys, validate_model
-from core.function_config import LoadedConfig, PlatformConfig, ResolvedTrigger
+from core.config import DEFAULT_HTTP_PORT, ConfigError, unknown_keys, validate_model
+from core.function_config import (
+    LoadedConfig,
+    PlatformConfig,
+    ResolvedTrigger,
+    platform_addresses,
+)
 from core.metrics import Metrics, instance_name
 from core.sink import Sink, SinkSpec
 from processor.health import HealthServer
@@ -147,19 +152,8 @@ class Processor:
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
-        health_cfg = self.platform.healthCheck
         host = self._listen_host
-        health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress", host)
-                  if health_cfg.enabled else None)
-        metrics_address = None
-        metrics_cfg = self.platform.metrics
-        if metrics_cfg is None:
-            metrics_address = parse_address(":8090", "metrics", host)
-        else:
-            for name, sink in metrics_cfg.sinks.items():
-                if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
-                    metrics_address = parse_address(sink.url, f"metrics.sinks.{name}.url", host)
-                    break
+        health, metrics_address = platform_addresses(self.platform, host)
         self._health = HealthServer(health, metrics_address, self.metrics, self._ready_probe,
                                     self._status_routes())
         for running in self._running:

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
-from core.config import DEFAULT_HTTP_PORT, parse_address
+from core.config import DEFAULT_HTTP_PORT, Address, parse_address
 from core.http_server import (
     BodyError,
     BoundHTTPServer,
@@ -78,12 +78,16 @@ class HTTPTrigger(Trigger):
     _server: BoundHTTPServer | None = None
     _async: Any = None  # invocations.endpoint.AsyncEndpoint when async is enabled
 
-    def bind(self, default_host: str) -> None:
+    def listen_address(self, default_host: str) -> Address:
+        """The trigger's ``url`` (Nuclio's default :8080), its ``port`` attribute winning."""
         address = parse_address(self.config.url or f":{DEFAULT_HTTP_PORT}",
                                 f"{self.config.yaml_path}.url", default_host)
         if self.attributes.port is not None:
-            address = type(address)(address.host, self.attributes.port)
-        self.address = address
+            address = Address(address.host, self.attributes.port)
+        return address
+
+    def bind(self, default_host: str) -> None:
+        self.address = address = self.listen_address(default_host)
         self._server = BoundHTTPServer(
             self._handle, bind_socket(address, f"{self.config.yaml_path}.attributes.port"),
             client_max_size=self.attributes.maxRequestBodySize)

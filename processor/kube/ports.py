@@ -4,21 +4,20 @@ Health and metrics come from the platform config as ``Processor.bind`` reads it;
 trigger's address from the same parser, defaults and methods its ``bind`` uses (the
 attribute models hold the defaults: http 8080, openinference 8080/9000, sinks 8081 /
 8554, ...). Two addresses on one port are refused by the processor's own check
-(``core.sockets.claim_address``), so the message is the one the processor gives.
+(``core.sockets.AddressBook``), so the message is the one the processor gives.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from core import sockets
-from core.config import DEFAULT_HTTP_PORT, Address, ConfigError, parse_address, validate_model
-from core.function_config import MetricSink, PlatformConfig
+from core.config import Address, ConfigError, parse_address, validate_model
+from core.function_config import PlatformConfig
+from core.function_config import platform_addresses as shared_platform_addresses
 from core.sink import SinkSpec
+from core.sockets import AddressBook
 from processor.kube.plan import Plan, TriggerPlan
 from sinks.registry import sink_class
 
@@ -37,31 +36,9 @@ class Port:
     exposed: bool = True  # a loopback address is for a sidecar only
 
 
-@contextlib.contextmanager
-def _fresh_claims() -> Iterator[None]:
-    """claim_address keeps the addresses this process bound; a render binds nothing, so it
-    checks each function against an empty table and restores it after."""
-    saved = dict(sockets._bound)
-    sockets._bound.clear()
-    try:
-        yield
-    finally:
-        sockets._bound.clear()
-        sockets._bound.update(saved)
-
-
 def platform_addresses(platform: PlatformConfig) -> tuple[Address | None, Address | None]:
-    """(health, metrics) as ``Processor.bind`` chooses them."""
-    health_cfg = platform.healthCheck
-    health = (parse_address(health_cfg.listenAddress, "healthCheck.listenAddress", LISTEN_HOST)
-              if health_cfg.enabled else None)
-    if platform.metrics is None:
-        default = MetricSink.model_fields["url"].default
-        return health, parse_address(default, "metrics", LISTEN_HOST)
-    for name, sink in platform.metrics.sinks.items():
-        if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
-            return health, parse_address(sink.url, f"metrics.sinks.{name}.url", LISTEN_HOST)
-    return health, None
+    """(health, metrics) as ``Processor.bind`` chooses them (the same function)."""
+    return shared_platform_addresses(platform, LISTEN_HOST)
 
 
 def _port_name(base: str, suffix: str, used: set[str]) -> str:
@@ -93,12 +70,9 @@ def _raw_ports(trig: TriggerPlan, warnings: list[str]) -> _Found:
     resolved, attrs, kind = trig.resolved, trig.attributes, trig.resolved.kind
     path = resolved.yaml_path
     found: _Found = []
-    if kind == "http":  # as HTTPTrigger.bind
-        address = parse_address(resolved.url or f":{DEFAULT_HTTP_PORT}", f"{path}.url",
-                                LISTEN_HOST)
-        if attrs.port is not None:
-            address = Address(address.host, attrs.port)
-        found.append(("", address, f"{path}.attributes.port", "http"))
+    if kind == "http":  # HTTPTrigger.bind's own address
+        found.append(("", trig.shell.listen_address(LISTEN_HOST), f"{path}.attributes.port",
+                      "http"))
     elif kind == "websocket":
         address, source = trig.shell._listen_address(LISTEN_HOST)
         found.append(("", address, f"{path}.{source}", "kubernetes.io/ws"))
@@ -153,28 +127,28 @@ def derive_ports(plan: Plan) -> list[Port]:
         if address is not None and address.host in _LOOPBACK:
             plan.warnings.append(f"{what}: {address.host} is not reachable from outside the "
                                  "pod (kubelet probes, Prometheus): listen on ':PORT'")
-    with _fresh_claims():
-        if health is not None:
-            sockets.claim_address(health, "platform config healthCheck.listenAddress")
-            ports.append(Port(_port_name("health", "", used), health.port,
-                              "healthCheck.listenAddress", app_protocol="http"))
-        if metrics is not None and metrics != health:
-            sockets.claim_address(metrics, "platform config metrics.sinks.<prometheusPull>.url")
-            ports.append(Port(_port_name("metrics", "", used), metrics.port,
-                              "metrics.sinks.<prometheusPull>.url", app_protocol="http"))
-        for trig in plan.triggers:
-            for suffix, address, yaml_path, app in _raw_ports(trig, plan.warnings):
-                if address.port == 0:
-                    raise ConfigError(f"{yaml_path}: port 0 (chosen by the OS at start) cannot "
-                                      "be declared to Kubernetes; expected a fixed port")
-                sockets.claim_address(address, yaml_path)
-                exposed = address.host not in _LOOPBACK
-                if not exposed:
-                    plan.warnings.append(f"{yaml_path}: listens on {address.host}, so only "
-                                         "containers in the pod reach it: no Service port")
-                ports.append(Port(_port_name(trig.resolved.name, suffix, used), address.port,
-                                  yaml_path, app_protocol=app, trigger=trig.resolved.name,
-                                  exposed=exposed))
+    book = AddressBook()  # the processor's port check, on a book of this render's own
+    if health is not None:
+        book.claim(health, "platform config healthCheck.listenAddress")
+        ports.append(Port(_port_name("health", "", used), health.port,
+                          "healthCheck.listenAddress", app_protocol="http"))
+    if metrics is not None and metrics != health:
+        book.claim(metrics, "platform config metrics.sinks.<prometheusPull>.url")
+        ports.append(Port(_port_name("metrics", "", used), metrics.port,
+                          "metrics.sinks.<prometheusPull>.url", app_protocol="http"))
+    for trig in plan.triggers:
+        for suffix, address, yaml_path, app in _raw_ports(trig, plan.warnings):
+            if address.port == 0:
+                raise ConfigError(f"{yaml_path}: port 0 (chosen by the OS at start) cannot "
+                                  "be declared to Kubernetes; expected a fixed port")
+            book.claim(address, yaml_path)
+            exposed = address.host not in _LOOPBACK
+            if not exposed:
+                plan.warnings.append(f"{yaml_path}: listens on {address.host}, so only "
+                                     "containers in the pod reach it: no Service port")
+            ports.append(Port(_port_name(trig.resolved.name, suffix, used), address.port,
+                              yaml_path, app_protocol=app, trigger=trig.resolved.name,
+                              exposed=exposed))
     return ports
 
 
