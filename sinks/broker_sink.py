@@ -1,5 +1,5 @@
-"""What the message-broker sinks (nats, mqtt) share: a bounded queue in front of one
-supervised connection, so that ``write`` never waits for the broker.
+"""What the sinks that connect out (nats, mqtt, websocket) share: a bounded queue in
+front of one supervised connection, so that ``write`` never waits for the peer.
 
 ``write`` drops (counted) when the broker is not connected (reason
 ``disconnected``) and, when the queue is full, drops the oldest waiting result
@@ -24,7 +24,8 @@ from core.attribute_types import Duration, check_delays
 from core.sink import Sink, SinkAttributes, SinkItem
 from runtime.backoff import Backoff
 
-Publish = Callable[[SinkItem], Awaitable[None]]
+# Sends one item; returns False when it chose not to send it (and counted why).
+Publish = Callable[[SinkItem], Awaitable[bool | None]]
 
 
 class BrokerSinkAttributes(SinkAttributes):
@@ -121,8 +122,10 @@ class BrokerSink(Sink):
             self.metrics.dropped("disconnected", len(self._queue))
             self._queue.clear()
 
-    async def _pump(self, publish: Publish, alive: Callable[[], bool]) -> None:
-        """Marks the sink connected and publishes until the connection ends or we stop."""
+    async def _pump(self, publish: Publish, alive: Callable[[], bool],
+                    closed: asyncio.Future[Any] | None = None) -> None:
+        """Marks the sink connected and publishes until the connection ends (``alive()``
+        turns false, or ``closed`` completes: noticed at once) or we stop."""
         self.connected = True
         self.connects += 1
         self._backoff.reset()
@@ -132,13 +135,25 @@ class BrokerSink(Sink):
         while not self._stop.is_set() and alive():
             if not self._queue:
                 self._ready.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ready.wait(), 1.0)
+                await self._wait_for_items(closed)
                 continue
             item = self._queue.popleft()
             try:
-                await asyncio.wait_for(publish(item), timeout)
+                sent = await asyncio.wait_for(publish(item), timeout)
             except Exception:
                 self.metrics.dropped("send_failed")
                 raise
-            self.metrics.sent()
+            if sent is not False:
+                self.metrics.sent()
+
+    async def _wait_for_items(self, closed: asyncio.Future[Any] | None) -> None:
+        if closed is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), 1.0)
+            return
+        waiter = asyncio.ensure_future(self._ready.wait())
+        try:
+            await asyncio.wait({waiter, closed}, timeout=1.0,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()

@@ -15,26 +15,22 @@ dropped, reason ``not_text``); ``binary`` (the default) sends the bytes as they 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from core.attribute_types import Duration, check_delays, checked_url
-from core.sink import Sink, SinkAttributes, SinkItem
-from runtime.backoff import Backoff
+from core.attribute_types import checked_url
+from core.sink import SinkItem
+from sinks.broker_sink import BrokerSink, BrokerSinkAttributes
 
 
-class WebSocketSinkAttributes(SinkAttributes):
+class WebSocketSinkAttributes(BrokerSinkAttributes):
     url: str
     messageType: Literal["binary", "text"] = Field("binary", alias="message_type")
-    timeout: Duration = Field(5.0, gt=0)  # connect and per-message send
     headers: dict[str, str] = Field(default_factory=dict)
     queueSize: int = Field(16, ge=1, alias="queue_size")
-    reconnectDelay: Duration = Field(1.0, gt=0, alias="reconnect_delay")
-    maxReconnectDelay: Duration = Field(5.0, gt=0, alias="max_reconnect_delay")
 
     @field_validator("url")
     @classmethod
@@ -42,131 +38,50 @@ class WebSocketSinkAttributes(SinkAttributes):
         return checked_url(value, ("ws", "wss"),
                            "expected a ws:// or wss:// URL, such as 'ws://host:9000/frames'")
 
-    @model_validator(mode="after")
-    def _delays(self) -> WebSocketSinkAttributes:
-        check_delays(self.reconnectDelay, self.maxReconnectDelay, "reconnectDelay",
-                     "maxReconnectDelay")
-        return self
 
+class WebSocketSink(BrokerSink):
+    """The queue, back-off and drop accounting are the connecting sinks' own
+    (sinks/broker_sink.py); this class only connects and sends."""
 
-class WebSocketSink(Sink):
     kind = "websocket"
     Attributes = WebSocketSinkAttributes
     attributes: WebSocketSinkAttributes
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        attrs = self.attributes
-        self._queue: collections.deque[SinkItem] = collections.deque(maxlen=attrs.queueSize)
-        self._ready = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._backoff = Backoff(attrs.reconnectDelay, attrs.maxReconnectDelay)
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self.connects = 0
-        self._last_error: str | None = None
+    @property
+    def public_url(self) -> str:
+        return self.attributes.url
 
-    async def start(self) -> None:
-        self._runner = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        self._stop.set()
-        self._ready.set()
-        if self._runner is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._runner, self.attributes.timeout)
-        if self._queue:
-            self.metrics.dropped("closing", len(self._queue))
-            self._queue.clear()
-
-    def status(self) -> dict[str, Any]:
-        return {"url": self.attributes.url, "connected": self._ws is not None,
-                "connects": self.connects, "queued": len(self._queue),
-                "last_error": self._last_error}
-
-    def write(self, item: SinkItem) -> None:
-        if self._ws is None:
-            self.metrics.dropped("disconnected")
-            return
-        queue = self._queue
-        if len(queue) == queue.maxlen:
-            self.metrics.dropped("queue_full")  # the deque drops its oldest
-        queue.append(item)
-        self._ready.set()
-
-    # -- the connection ------------------------------------------------------------------------
-    async def _run(self) -> None:
+    async def _session(self) -> None:
         attrs = self.attributes
         timeout = aiohttp.ClientTimeout(total=None, connect=attrs.timeout,
                                         sock_connect=attrs.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while not self._stop.is_set():
-                try:
-                    async with session.ws_connect(
-                            attrs.url, headers=attrs.headers, autoping=True,
-                            timeout=aiohttp.ClientWSTimeout(ws_close=attrs.timeout)) as ws:
-                        self._ws = ws
-                        self.connects += 1
-                        self._backoff.reset()
-                        self.logger.info_with("WebSocket sink connected", trigger=self.name,
-                                              url=attrs.url)
-                        await self._serve(ws)
-                        reason = "the peer closed the connection"
-                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                    reason = str(exc) or type(exc).__name__
-                finally:
-                    self._disconnected()
-                if self._stop.is_set():
-                    return
-                self._last_error = reason
-                self.logger.warn_with("WebSocket sink disconnected; reconnecting",
-                                      trigger=self.name, url=attrs.url, reason=reason,
-                                      attempt=self._backoff.attempts + 1)
-                if await self._backoff.wait(self._stop):
-                    return
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.ws_connect(
+                attrs.url, headers=attrs.headers, autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_close=attrs.timeout)) as ws:
+            # Messages from the peer are read and ignored: the read is how a close is seen.
+            reader = asyncio.ensure_future(self._read_until_closed(ws))
+            try:
+                await self._pump(lambda item: self._send(ws, item), lambda: not reader.done(),
+                                 closed=reader)
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+                if self._stop.is_set() and not ws.closed:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), attrs.timeout)
 
-    def _disconnected(self) -> None:
-        self._ws = None
-        if self._queue:
-            self.metrics.dropped("disconnected", len(self._queue))
-            self._queue.clear()
-
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Sends until the connection ends (a close read by the reader, or a failed send)."""
-        reader = asyncio.ensure_future(self._read_until_closed(ws))
-        try:
-            while not reader.done() and not self._stop.is_set():
-                waiter = asyncio.ensure_future(self._ready.wait())
-                await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                self._ready.clear()
-                while self._queue and not reader.done():
-                    await self._send(ws, self._queue.popleft())
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            if self._stop.is_set() and not ws.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(), self.attributes.timeout)
-
-    async def _send(self, ws: aiohttp.ClientWebSocketResponse, item: SinkItem) -> None:
-        timeout = self.attributes.timeout
+    async def _send(self, ws: aiohttp.ClientWebSocketResponse, item: SinkItem) -> bool:
         if self.attributes.messageType == "text":
             try:
                 text = item.body.decode("utf-8")
             except UnicodeDecodeError:
                 self.metrics.dropped("not_text")
-                return
-            sending = ws.send_str(text)
+                return False
+            await ws.send_str(text)
         else:
-            sending = ws.send_bytes(item.body)
-        try:
-            await asyncio.wait_for(sending, timeout)
-        except (TimeoutError, ConnectionError, aiohttp.ClientError):
-            self.metrics.dropped("send_failed")
-            raise
-        self.metrics.sent()
+            await ws.send_bytes(item.body)
+        return True
 
     @staticmethod
     async def _read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> None:
