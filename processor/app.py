@@ -41,7 +41,7 @@ from runtime.workers import WorkerKindError, build_pool, resolve_kind
 from runtime.workers.process import discard_unclaimed
 from sinks.registry import sink_class
 from triggers.base import Trigger
-from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
+from triggers.registry import configured_trigger
 
 
 def _instance_template(platform: PlatformConfig) -> str | None:
@@ -103,15 +103,10 @@ class Processor:
                 self.logger.info_with("Not adding the default HTTP trigger: its port is "
                                       "configured for another trigger", port=DEFAULT_HTTP_PORT)
                 continue
-            try:
-                cls = trigger_class(trig.kind)
-            except UnknownTriggerKind:
-                raise ConfigError(f"{trig.yaml_path}.kind: unknown trigger kind {trig.kind!r}; "
-                                  f"expected one of: {', '.join(sorted(TRIGGERS))}") from None
+            cls, attributes, warnings = configured_trigger(trig)
+            for warning in warnings:
+                self.logger.warn_with(warning, trigger=trig.name)
             attrs_path = f"{trig.yaml_path}.attributes"
-            for warning in unknown_keys(cls.Attributes, trig.attributes):
-                self.logger.warn_with(f"{attrs_path}: {warning}", trigger=trig.name)
-            attributes = validate_model(cls.Attributes, trig.attributes, attrs_path)
             settings = self._settings(trig)
             kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
             self._worker_kind = kind

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from core.config import ConfigError, unknown_keys, validate_model
+from core.function_config import ResolvedTrigger
 
 if TYPE_CHECKING:  # keep this module light: the CLI reads TRIGGERS before heavy imports
     from triggers.base import Trigger
@@ -35,3 +38,19 @@ def trigger_class(kind: str) -> type[Trigger]:
     module, _, name = target.partition(":")
     cls: type[Trigger] = getattr(importlib.import_module(module), name)
     return cls
+
+
+def configured_trigger(trig: ResolvedTrigger) -> tuple[type[Trigger], Any, list[str]]:
+    """A configured trigger's class, its validated attributes, and a warning (prefixed with
+    the YAML path) per attribute key its model does not know. An unknown kind or bad
+    attributes raise ConfigError naming the YAML path: the processor and ``processor kube
+    render`` refuse a config with the same message."""
+    try:
+        cls = trigger_class(trig.kind)
+    except UnknownTriggerKind:
+        raise ConfigError(f"{trig.yaml_path}.kind: unknown trigger kind {trig.kind!r}; "
+                          f"expected one of: {', '.join(sorted(TRIGGERS))}") from None
+    attrs_path = f"{trig.yaml_path}.attributes"
+    warnings = [f"{attrs_path}: {warning}"
+                for warning in unknown_keys(cls.Attributes, trig.attributes)]
+    return cls, validate_model(cls.Attributes, trig.attributes, attrs_path), warnings

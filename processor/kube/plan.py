@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.config import DEFAULT_HTTP_PORT, ConfigError, unknown_keys, validate_model
+from core.config import DEFAULT_HTTP_PORT, ConfigError, validate_model
 from core.function_config import (
     LoadedConfig,
     PlatformConfig,
@@ -31,7 +31,7 @@ from invocations.config import DEFAULT_DIRECTORY, NatsSettings
 from invocations.config import AsyncSettings as InvocationSettings
 from runtime.handler import HandlerLoadError, check_module_exists, split_handler
 from triggers.base import TriggerAttributes
-from triggers.registry import TRIGGERS, UnknownTriggerKind, trigger_class
+from triggers.registry import configured_trigger
 
 # spec keys the processor's model reads (kept in the ConfigMap, used by the processor).
 MODEL_KEYS = {"handler", "runtime", "description", "env", "triggers", "eventTimeout",
@@ -156,17 +156,10 @@ def _shell(cls: Any, resolved: ResolvedTrigger, attributes: TriggerAttributes) -
 def _trigger_plans(loaded: LoadedConfig, warnings: list[str]) -> list[TriggerPlan]:
     plans = []
     for trig in loaded.triggers:
-        try:
-            cls = trigger_class(trig.kind)
-        except UnknownTriggerKind:
-            raise ConfigError(f"{trig.yaml_path}.kind: unknown trigger kind {trig.kind!r}; "
-                              f"expected one of: {', '.join(sorted(TRIGGERS))}") from None
+        cls, attributes, found = configured_trigger(trig)
+        warnings.extend(found)
         attrs_path = f"{trig.yaml_path}.attributes"
-        raw = dict(trig.attributes)
-        async_raw = raw.pop("async", None) if trig.kind == "http" else None
-        for warning in unknown_keys(cls.Attributes, raw):
-            warnings.append(f"{attrs_path}: {warning}")
-        attributes = validate_model(cls.Attributes, trig.attributes, attrs_path)
+        async_raw = trig.attributes.get("async") if trig.kind == "http" else None
         settings = None
         if async_raw is not None:
             settings = validate_model(AsyncSettings, async_raw, f"{attrs_path}.async")
