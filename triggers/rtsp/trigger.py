@@ -123,7 +123,7 @@ class RtspTrigger(Trigger):
         self._next_emit: float | None = None  # interval pacing, in stream epoch seconds
         self._interval = (attrs.processing_interval or 0) / 1000.0
         self._jpeg = JpegEncoder(attrs.jpeg_quality)
-        self._raw = RawConverter(attrs.raw_format)
+        self._raw = RawConverter(attrs.raw_format) if attrs.output == "raw" else None
         self._chunker: AudioChunker | None = None
         self._resampler: Any = None
         self._audio_origin = 0.0  # epoch of the current connection's first audio sample
@@ -205,6 +205,7 @@ class RtspTrigger(Trigger):
             if attrs.output == "jpeg":
                 body, content_type = self._jpeg.encode(frame), JPEG_TYPE
             else:
+                assert self._raw is not None
                 body, content_type = self._raw.convert(frame), RAW_TYPE
                 fields["format"] = attrs.raw_format
         except Exception as exc:  # an odd frame (size, format) costs that frame only
