@@ -308,7 +308,8 @@ class MultipartParser:
         return False
 
     def _emit(self, frames: list[bytes], body: int, end: int, resume: int) -> bool:
-        frames.append(bytes(self._buf[body:end]))
+        with memoryview(self._buf) as view:  # one copy, not a bytearray slice and another
+            frames.append(bytes(view[body:end]))
         self._pos = self._searched = resume
         self._jpeg = None
         self._state = self._seek

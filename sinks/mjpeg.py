@@ -121,7 +121,7 @@ class MjpegSink(Sink):
         self._sock: socket.socket | None = None
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[_ClientConnection] = set()
-        self._latest: bytes | None = None
+        self._latest: tuple[bytes, bytes, bytes] | None = None  # (part head, body, CRLF)
         self._delimiter = f"--{attrs.boundary}\r\n".encode()
         self._head = ("HTTP/1.1 200 OK\r\n"
                       f"Content-Type: multipart/x-mixed-replace; boundary={attrs.boundary}\r\n"
@@ -163,14 +163,16 @@ class MjpegSink(Sink):
     # -- frames in --------------------------------------------------------------------------------
     def write(self, item: SinkItem) -> None:
         body = item.body
-        part = b"".join((self._delimiter, b"Content-Type: ", item.content_type.encode("latin-1"),
-                         b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n\r\n", body,
-                         b"\r\n"))
+        head = b"".join((self._delimiter, b"Content-Type: ", item.content_type.encode("latin-1"),
+                         b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n\r\n"))
+        # The JPEG itself is never copied: the transports write the three pieces together
+        # (uvloop: one writev), and the latest part is kept as those pieces.
+        part = (head, body, b"\r\n")
         self._latest = part
         if not self._clients:
             self.metrics.dropped("no_clients")
             return
-        behind = self.attributes.clientQueue * len(part)
+        behind = self.attributes.clientQueue * (len(head) + len(body) + 2)
         sent = 0
         for client in self._clients:
             transport = client.transport
@@ -179,7 +181,7 @@ class MjpegSink(Sink):
             if transport.get_write_buffer_size() > behind:
                 self.metrics.dropped("slow_client")
                 continue
-            transport.write(part)
+            transport.writelines(part)
             sent += 1
         if sent:
             self.metrics.sent(sent)
@@ -202,8 +204,10 @@ class MjpegSink(Sink):
         else:
             client.streaming = True
             self._clients.add(client)
-            client.respond(self._head + (self._latest or b""), False)
+            client.respond(self._head, False)
             if self._latest is not None:
+                assert client.transport is not None
+                client.transport.writelines(self._latest)
                 self.metrics.sent()
 
     def gone(self, client: _ClientConnection) -> None:

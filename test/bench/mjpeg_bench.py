@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{t['processor'].get('reader_cpu_us_per_frame')} us")
     print(f"ratio {ratio:.2f} (target >= {TARGET_RATIO}); added latency p50 {added_p50:.2f} ms, "
           f"p99 {added_p99:.2f} ms (target <= {TARGET_ADDED_P99_MS} ms)")
+    print("(the machine is shared: only the ratio between interleaved rounds means anything)")
+    print(f"mjpeg_passthrough_vs_bare: {ratio:.2f} (target >= {TARGET_RATIO})")
+    print(f"mjpeg_added_p99_ms: {added_p99:.2f} (target <= {TARGET_ADDED_P99_MS})")
     return 0
 
 

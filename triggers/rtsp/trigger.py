@@ -35,7 +35,7 @@ from core.attribute_types import Duration
 from core.sink import SinkSpec
 from media.audio_chunks import AudioChunker, ChunkMode
 from media.frame_pipeline import DropPolicy, FramePipeline
-from media.frames import JPEG_TYPE, RAW_TYPE, JpegEncoder, RawFormat, raw_bytes
+from media.frames import JPEG_TYPE, RAW_TYPE, JpegEncoder, RawConverter, RawFormat
 from media.rtp import JpegFrame, UnsupportedMedia
 from runtime.backoff import Backoff
 from runtime.events import RawEvent, new_event_id
@@ -123,6 +123,7 @@ class RtspTrigger(Trigger):
         self._next_emit: float | None = None  # interval pacing, in stream epoch seconds
         self._interval = (attrs.processing_interval or 0) / 1000.0
         self._jpeg = JpegEncoder(attrs.jpeg_quality)
+        self._raw = RawConverter(attrs.raw_format) if attrs.output == "raw" else None
         self._chunker: AudioChunker | None = None
         self._resampler: Any = None
         self._audio_origin = 0.0  # epoch of the current connection's first audio sample
@@ -211,7 +212,8 @@ class RtspTrigger(Trigger):
             if attrs.output == "jpeg":
                 body, content_type = self._jpeg.encode(frame), JPEG_TYPE
             else:
-                body, content_type = raw_bytes(frame, attrs.raw_format), RAW_TYPE
+                assert self._raw is not None
+                body, content_type = self._raw.convert(frame), RAW_TYPE
                 fields["format"] = attrs.raw_format
         except Exception as exc:  # an odd frame (size, format) costs that frame only
             self.reader.decode_errors += 1
