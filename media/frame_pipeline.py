@@ -80,6 +80,8 @@ class FramePipeline:
         self._waiting: collections.deque[_Waiting] = collections.deque()
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Looked up once: on Python 3.11 get_running_loop() is a getpid() system call.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # Ordered delivery: each dispatched frame takes a sequence number; results wait in
         # ``_done`` until every earlier frame has been delivered (or given up on).
         self._next_seq = 0
@@ -117,7 +119,10 @@ class FramePipeline:
         seq = self._next_seq
         self._next_seq = seq + 1
         self._running += 1
-        task = asyncio.get_running_loop().create_task(self._run(seq, event, captured_at))
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(self._run(seq, event, captured_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
