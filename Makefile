@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: install install-test run test lint unit e2e bench bench-openinference bench-extproc protos
+.PHONY: install install-test run test lint unit e2e bench bench-openinference bench-extproc bench-all protos
 
 install:
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e .
@@ -46,6 +46,13 @@ bench-openinference: install-test
 bench-extproc: install-test
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) test/bench/extproc_bench.py
+
+# Every benchmark in sequence; each prints its table and one `<name>: <ratio> (target <t>)`
+# line per target. grep ': .*(target' on the output gives the summary.
+BENCHES = http ws openinference extproc mjpeg rtsp stream async status
+bench-all: install-test
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@for b in $(BENCHES); do echo "== $$b"; $(PYTHON) test/bench/$${b}_bench.py || exit 1; done
 
 # Generated gRPC modules are committed; test/unit/test_protos.py fails when they are stale.
 protos:
