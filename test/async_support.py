@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from test.support import free_port
+from test.support import free_port, wait_for
 
 
 class CallbackReceiver:
@@ -70,15 +69,9 @@ class CallbackReceiver:
         return [h.get("X-Call-Id", "") for h, _ in self.calls()]
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
-               interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+               ) -> Any:
+    return wait_for(check, timeout, what)
 
 
 def async_config(handler: str, port: int, directory: str, *, workers: int = 2,

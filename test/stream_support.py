@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import requests
 from nats.js.api import ConsumerInfo, StreamConfig
 
 from test.conftest import function_config
+from test.support import wait_for  # noqa: F401 - re-exported for the stream tests
 
 
 def stream_config(triggers: dict[str, Any], workdir: Path, *,
@@ -42,15 +41,6 @@ def handled_ids(workdir: Path) -> list[str]:
     return [r["body"].rsplit(":", 1)[-1] for r in records(workdir)]
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str,
-             logs: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs()[-4000:]}")
 
 
 def ready(processor: Any) -> tuple[int, dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -40,3 +42,18 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     proc.wait()
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str,
+             logs: Callable[[], str] = lambda: "") -> Any:
+    """Polls ``check`` every 0.1 s until it returns something truthy (returned), or fails
+    after ``timeout`` naming ``what``, its last value and the tail of ``logs()``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n"
+                         f"{logs()[-4000:]}")

@@ -153,7 +153,7 @@ def test_nats_down_at_start_then_back(start_processor, tmp_path: Path) -> None:
         server.start()
         wait_until(lambda: requests.post(url, data="x", headers={"X-Callback-Url": receiver.url},
                                          timeout=5).status_code == 202, timeout=20,
-                   what="async accepted once NATS is up", interval=0.3)
+                   what="async accepted once NATS is up")
         wait_until(receiver.calls, what="the callback")
         assert proc.metric("nuclio_processor_async_rejected_total", reason="unavailable") >= 1
     finally:

@@ -11,7 +11,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from test.conftest import ROOT, function_config
 from test.mjpeg_support import FfmpegMjpegSource
 from test.status_support import Chromium, Processor
 from test.support import free_port
+from test.support import wait_for as wait_until
 
 # The README's screenshot is refreshed with DASHBOARD_SCREENSHOT=docs/dashboard.png; the
 # test always keeps one as an artifact in its tmp dir.
@@ -79,15 +80,6 @@ class Traffic:
             t.join(10)
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import requests
 from test.conftest import function_config
 from test.mjpeg_support import FfmpegMjpegSource
 from test.status_support import Processor
-from test.support import free_port
+from test.support import free_port, wait_for
 
 SECRETS = ("s3cret-cam", "h00k-pass")
 
@@ -63,14 +63,6 @@ def trigger(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in doc["triggers"] if t["name"] == name)
 
 
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_status_matches_metrics_and_hides_credentials(start, camera):
