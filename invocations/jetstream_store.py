@@ -218,13 +218,9 @@ class JetStreamStore:
         if not self.available:
             await asyncio.sleep(0.5)
             return [], 0.5
-        sub = await self._queue(function)
-        try:
-            msgs = await sub.fetch(batch=limit, timeout=1.0)
-        except (TimeoutError, nats.errors.TimeoutError):
+        msgs = await _fetch(await self._queue(function), limit)
+        if not msgs:
             return [], 0.0
-        except Exception as exc:
-            raise StoreUnavailable(str(exc)) from None
         calls = []
         for msg in msgs:
             call = await self.get(msg.data.decode())
@@ -378,12 +374,9 @@ class JetStreamStore:
         if not self.available or self._cb_sub is None:
             await asyncio.sleep(0.5)
             return [], 0.5
-        try:
-            msgs = await self._cb_sub.fetch(batch=limit, timeout=1.0)
-        except (TimeoutError, nats.errors.TimeoutError):
+        msgs = await _fetch(self._cb_sub, limit)
+        if not msgs:
             return [], 0.0
-        except Exception as exc:
-            raise StoreUnavailable(str(exc)) from None
         calls = []
         for msg in msgs:
             call = await self.get(msg.data.decode())
@@ -405,3 +398,14 @@ class JetStreamStore:
                 await msg.nak(delay=due_in)
             else:
                 await msg.ack()
+
+
+async def _fetch(sub: Any, limit: int) -> list[Any]:
+    """Up to ``limit`` messages from a pull subscription; [] when none came within 1 s."""
+    try:
+        msgs: list[Any] = await sub.fetch(batch=limit, timeout=1.0)
+    except (TimeoutError, nats.errors.TimeoutError):
+        return []
+    except Exception as exc:
+        raise StoreUnavailable(str(exc)) from None
+    return msgs

@@ -145,10 +145,8 @@ class SqliteStore:
                               "callback_url": call.callback_url}, separators=(",", ":"))
 
         def op(conn: sqlite3.Connection) -> tuple[Accepted, Call]:
-            row = conn.execute(f"SELECT {COLUMNS} FROM calls WHERE id = ?",
-                               (call.id,)).fetchone()
-            if row is not None:
-                known = row_to_call(row)
+            known = _select(conn, call.id)
+            if known is not None:
                 return ("duplicate" if known.digest == call.digest else "conflict"), known
             if self._depth.get(call.function, 0) >= max_queued:
                 return "full", call
@@ -224,20 +222,16 @@ class SqliteStore:
 
     async def get(self, call_id: str) -> Call | None:
         def op(conn: sqlite3.Connection) -> Call | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM calls WHERE id = ?",
-                               (call_id,)).fetchone()
-            return None if row is None else row_to_call(row)
+            return _select(conn, call_id)
 
         result: Call | None = await self._do(op)
         return result
 
     async def cancel(self, call_id: str) -> Call | None:
         def op(conn: sqlite3.Connection) -> Call | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM calls WHERE id = ?",
-                               (call_id,)).fetchone()
-            if row is None:
+            call = _select(conn, call_id)
+            if call is None:
                 return None
-            call = row_to_call(row)
             if call.state in ("queued", "retrying"):
                 t = now()  # the client cancelled it: no callback
                 conn.execute("UPDATE calls SET state = 'cancelled', finished_at = ?, "
@@ -263,11 +257,9 @@ class SqliteStore:
 
     async def requeue(self, call_id: str, max_attempts: int) -> Call | None:
         def op(conn: sqlite3.Connection) -> Call | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM calls WHERE id = ?",
-                               (call_id,)).fetchone()
-            if row is None:
+            call = _select(conn, call_id)
+            if call is None:
                 return None
-            call = row_to_call(row)
             if call.state not in ("dead", "failed"):
                 return call
             conn.execute("UPDATE calls SET state = 'queued', attempts = 0, max_attempts = ?, "
@@ -349,3 +341,7 @@ class SqliteStore:
         result: int = await self._do(op)
         return result
 
+
+def _select(conn: sqlite3.Connection, call_id: str) -> Call | None:
+    row = conn.execute(f"SELECT {COLUMNS} FROM calls WHERE id = ?", (call_id,)).fetchone()
+    return None if row is None else row_to_call(row)
