@@ -327,7 +327,17 @@ def platform_addresses(platform: PlatformConfig, host: str) -> tuple[Address | N
               if health_cfg.enabled else None)
     if platform.metrics is None:
         return health, parse_address(MetricSink.model_fields["url"].default, "metrics", host)
-    for name, sink in platform.metrics.sinks.items():
+    found = prometheus_pull_sink(platform)
+    if found is None:
+        return health, None
+    name, sink = found
+    return health, parse_address(sink.url, f"metrics.sinks.{name}.url", host)
+
+
+def prometheus_pull_sink(platform: PlatformConfig) -> tuple[str, MetricSink] | None:
+    """The first enabled prometheusPull sink (its name and config): where ``/metrics`` is
+    served, and whose ``instanceName`` is Nuclio's ``instance`` label."""
+    for name, sink in (platform.metrics.sinks.items() if platform.metrics else ()):
         if sink.kind == "prometheusPull" and sink.attributes.get("enabled", True):
-            return health, parse_address(sink.url, f"metrics.sinks.{name}.url", host)
-    return health, None
+            return name, sink
+    return None

@@ -67,8 +67,9 @@ def _plane_array(plane: Any) -> Any:
 
 @functools.cache
 def standard_huffman_tables() -> frozenset[bytes]:
-    """The JPEG standard's Huffman tables (ITU T.81 Annex K), as FFmpeg writes them with
-    ``huffman=default``: what RTP/JPEG receivers assume."""
+    """The JPEG standard's Huffman tables (ITU T.81 Annex K), as our encoder writes them
+    (libjpeg-turbo's defaults, the same as FFmpeg's ``huffman=default``): what RTP/JPEG
+    receivers assume."""
     import numpy as np
 
     frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="bgr24")

@@ -26,6 +26,7 @@ from core.function_config import (
     PlatformConfig,
     ResolvedTrigger,
     platform_addresses,
+    prometheus_pull_sink,
 )
 from core.metrics import Metrics, instance_name
 from core.sink import Sink, SinkSpec
@@ -46,10 +47,9 @@ from triggers.registry import configured_trigger
 
 def _instance_template(platform: PlatformConfig) -> str | None:
     """The prometheusPull sink's ``instanceName`` attribute (Nuclio's ``instance`` label)."""
-    for sink in (platform.metrics.sinks.values() if platform.metrics else ()):
-        if sink.kind == "prometheusPull" and sink.attributes.get("instanceName"):
-            return str(sink.attributes["instanceName"])
-    return None
+    found = prometheus_pull_sink(platform)
+    template = found[1].attributes.get("instanceName") if found else None
+    return str(template) if template else None
 
 
 class FunctionInitError(Exception):
@@ -81,8 +81,7 @@ class Processor:
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._started = time.monotonic()
-        self._ready = False
-        self._phase = "starting"  # -> ready -> draining, for the status page
+        self._phase = "starting"  # -> ready -> draining: /ready and the status page
         self._worker_kind = "unknown"
 
     # -- phase 1: build -----------------------------------------------------------
@@ -177,7 +176,7 @@ class Processor:
             if not r.trigger.ready:
                 details["ready"] = False
             triggers[r.trigger.name] = details
-        ready = self._ready and all(r.trigger.ready for r in self._running)
+        ready = self._phase == "ready" and all(r.trigger.ready for r in self._running)
         return ready, {"triggers": clean_urls(triggers)}  # no user:password in URLs
 
     # -- phases 3-5: start ------------------------------------------------------------
@@ -199,7 +198,6 @@ class Processor:
                 await running.trigger.sink.start()
         for running in self._running:
             await running.trigger.start()
-        self._ready = True
         self._phase = "ready"
         # Start-up objects (config models, modules) live for the whole run: move them out
         # of the collector's sight so that collections only scan per-event garbage.
@@ -249,7 +247,6 @@ class Processor:
         return False
 
     async def shutdown(self) -> None:
-        self._ready = False
         self._phase = "draining"
         for running in self._running:
             await running.trigger.stop_accepting()

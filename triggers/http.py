@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
@@ -30,6 +30,9 @@ from runtime.logger import parse_level
 from runtime.pool import WorkerUnavailable
 from runtime.responses import RawResponse
 from triggers.base import Trigger, TriggerAttributes
+
+if TYPE_CHECKING:  # imported at bind, only when async is enabled
+    from invocations.endpoint import AsyncEndpoint
 
 LOGS_HEADER_LIMIT = 4096
 _LOG_LEVEL_HEADER = "X-Nuclio-Log-Level"
@@ -76,7 +79,7 @@ class HTTPTrigger(Trigger):
     Attributes = HTTPAttributes
     attributes: HTTPAttributes
     _server: BoundHTTPServer | None = None
-    _async: Any = None  # invocations.endpoint.AsyncEndpoint when async is enabled
+    _async: AsyncEndpoint | None = None  # when attributes.async.enabled
 
     def listen_address(self, default_host: str) -> Address:
         """The trigger's ``url`` (Nuclio's default :8080), its ``port`` attribute winning."""
