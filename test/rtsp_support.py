@@ -3,8 +3,10 @@ source, ffprobe/ffmpeg as players (no pytest imports here)."""
 
 from __future__ import annotations
 
+import collections
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,9 @@ class GstSource:
         self.args = [str(a) for a in args]
         self.port = port or free_port()
         self.proc: subprocess.Popen[str] | None = None
+        # The server's output after "ready", read all along so that a chatty GStreamer
+        # never blocks on a full pipe; the tail says why a source went away.
+        self.output: collections.deque[str] = collections.deque(maxlen=50)
 
     @property
     def url(self) -> str:
@@ -42,6 +47,7 @@ class GstSource:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if line.strip() == "ready":
+                threading.Thread(target=self._drain, args=(proc,), daemon=True).start()
                 return self
             if not line and proc.poll() is not None:
                 break
@@ -49,6 +55,19 @@ class GstSource:
         raise AssertionError(f"the GStreamer RTSP server ({SYSTEM_PYTHON} {GST_SERVER}) did not "
                              f"start: {line!r}; it needs python3-gi and "
                              "gir1.2-gst-rtsp-server-1.0 (make install-test)")
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line.rstrip())
+
+    def describe(self) -> str:
+        """The server's state for a failure message: running or its exit code, and the
+        last lines it printed."""
+        proc = self.proc
+        state = "not started" if proc is None else (
+            "running" if proc.poll() is None else f"exited with {proc.returncode}")
+        return f"GStreamer RTSP server {state}; its output: {list(self.output)[-10:]}"
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -61,7 +61,8 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def wait_streaming(proc: Any, connects: int = 1, timeout: float = 15.0) -> None:
+def wait_streaming(proc: Any, connects: int = 1, timeout: float = 15.0,
+                   source: GstSource | None = None) -> None:
     def streaming() -> bool:
         source = ready_details(proc)["source"]
         return bool(source["state"] == "streaming" and source["connects"] >= connects)
@@ -69,6 +70,7 @@ def wait_streaming(proc: Any, connects: int = 1, timeout: float = 15.0) -> None:
         wait_for(streaming, timeout, f"the source to stream (connection {connects})")
     except AssertionError as exc:  # say what the processor saw, for a failure in CI
         raise AssertionError(f"{exc}; source: {ready_details(proc).get('source')}; "
+                             f"{source.describe() if source else ''}; "
                              f"processor log tail:\n{proc.logs[-3000:]}") from None
 
 
@@ -214,7 +216,7 @@ def test_l16_audio_resampled_and_served_as_l16(start_processor: Any) -> None:
                 "attributes": {"url": source.url, "media_type": "audio", "chunk_bytes": 3200,
                                "max_bytes": 16000, "trim_bytes": 3200,
                                "processing_interval": 200}}}))
-        wait_streaming(proc)
+        wait_streaming(proc, source=source)
         url = f"rtsp://127.0.0.1:{sink_port}/stream"
         stream = probe(url)
         assert (stream["codec_name"], stream["sample_rate"], stream["channels"]) == \
