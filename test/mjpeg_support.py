@@ -67,8 +67,14 @@ class FfmpegMjpegSource:
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def __enter__(self) -> FfmpegMjpegSource:
+    def start(self) -> FfmpegMjpegSource:
+        """Starts serving without probing the port: when a reader is already retrying, it
+        may take ffmpeg's one client first, and then nothing else can connect."""
         self._thread.start()
+        return self
+
+    def __enter__(self) -> FfmpegMjpegSource:
+        self.start()
         wait_for_port(self.port)
         return self
 

@@ -150,7 +150,8 @@ def test_live_page_in_chromium(tmp_path: Path, browser: Chromium) -> None:
         assert time.monotonic() - gone < 3, state
         wait_until(lambda: field(browser, "cam", "source_state") == "down", 5, "down")
         assert field(browser, "cam", "state") == "error"
-        camera = FfmpegMjpegSource(camera_port, size="320x240", rate=10).__enter__()
+        # The processor is retrying: it, not a port probe, must be ffmpeg's one client.
+        camera = FfmpegMjpegSource(camera_port, size="320x240", rate=10).start()
         wait_until(lambda: field(browser, "cam", "source_state") == "connected", 8,
                    "the camera badge back to connected")
         assert browser.console_errors() == []
