@@ -9,12 +9,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# Ports handed out by this process: the OS may offer a port again as soon as the probe
+# socket closes, so two free_port() calls for one test (a sink and the metrics server, say)
+# could get the same number and the processor would rightly refuse the config.
+_given: set[int] = set()
+
 
 def free_port() -> int:
-    """A loopback port the OS says is free now (another process may take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port the OS says is free now (another process may take it later), never
+    one this process handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def platform_config(health_port: int, metrics_port: int, *, health_address: str | None = None,
