@@ -20,6 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Top to bottom. Packages named in one tuple share a layer and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
     ("processor",),
+    ("fusion",),
     ("triggers", "sinks"),
     ("invocations",),
     ("media",),
