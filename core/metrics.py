@@ -15,6 +15,7 @@ the per-trigger latency histogram is observed per event.
 from __future__ import annotations
 
 import bisect
+import copy
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -287,6 +288,16 @@ class Metrics:
                                    "Items a sink sent on or dropped (with the reason)",
                                    [*_LABELS, "sink_kind", "outcome", "reason"],
                                    registry=self.registry)
+
+    def for_function(self, function_name: str, namespace: str, instance: str) -> Metrics:
+        """The same registry and families seen from another hosted function: its series
+        carry its own ``function``/``namespace``/``instance`` labels, and nothing is
+        registered twice (one processor, one ``/metrics``)."""
+        view = copy.copy(self)
+        view.function_name = function_name
+        view.namespace = namespace
+        view.instance = instance
+        return view
 
     def add_pool(self, trigger_kind: str, trigger_name: str, pool: WorkerPool) -> None:
         self._pools.entries.append(PoolEntry(
