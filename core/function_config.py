@@ -26,10 +26,10 @@ from core.config import (
     parse_address,
     validate_model,
 )
-from core.fusion_config import DEFAULT_FRONT_DOOR, FusionConfig
+from core.fusion_config import FusionConfig
 from runtime.handler import split_handler
 
-__all__ = ["DEFAULT_FRONT_DOOR", "FusionConfig"]
+__all__ = ["FusionConfig"]
 
 DEFAULT_CONFIG_PATH = "/etc/nuclio/config/processor/processor.yaml"
 DEFAULT_AVAILABILITY_TIMEOUT_MS = 10_000

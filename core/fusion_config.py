@@ -18,8 +18,8 @@ class _Model(BaseModel):
 class FrontDoor(_Model):
     """The shared http listener for ``/function/<name>`` and ``/async-function/<name>``.
 
-    ``listenAddress`` unset: it listens on ``DEFAULT_FRONT_DOOR`` only when the processor
-    hosts more than one function, so a one-function deployment opens no new port."""
+    It listens only where ``listenAddress`` says (no default: a deployment opens no port
+    it did not ask for, and two multi-function processors on one host never clash)."""
 
     enabled: bool = True
     listenAddress: str | None = None
@@ -38,5 +38,3 @@ class FusionConfig(_Model):
     functionAddresses: dict[str, str] = Field(default_factory=dict)
     maxCallDepth: int = Field(16, ge=1, le=1000)
 
-
-DEFAULT_FRONT_DOOR = ":8081"

@@ -53,6 +53,16 @@ class LocalTarget:
     pool_size: int
 
 
+def hop_headers(name: str, headers: dict[str, Any]) -> dict[str, Any]:
+    """The callee's headers: a child traceparent, the call depth one up, the target."""
+    out = {k: v for k, v in next_hop_headers(headers).items()
+           if k.lower() != CALL_DEPTH_HEADER.lower()}
+    out[CALL_DEPTH_HEADER] = str(call_depth(headers) + 1)
+    if not any(k.lower() == TARGET_HEADER.lower() for k in out):
+        out[TARGET_HEADER] = name
+    return out
+
+
 def _drop_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it as never awaited
@@ -74,25 +84,21 @@ class FunctionCaller:
 
     async def call(self, name: str, event: RawEvent, timeout: float | None) -> RawResponse:
         """``event`` carries the caller's headers; the callee gets the next hop's."""
-        depth = call_depth(event.headers) + 1
-        # The outside request is depth 1 (header absent); the callee here is depth + 1.
-        if depth + 1 > self.max_depth:
+        # The outside request is depth 1 (no header); the callee here is one deeper.
+        if call_depth(event.headers) + 2 > self.max_depth:
             return loop_detected(name, self.max_depth)
-        headers = {k: v for k, v in next_hop_headers(event.headers).items()
-                   if k.lower() != CALL_DEPTH_HEADER.lower()}
-        headers[CALL_DEPTH_HEADER] = str(depth)
-        if not any(k.lower() == TARGET_HEADER.lower() for k in headers):
-            headers[TARGET_HEADER] = name
+        headers = hop_headers(name, event.headers)
         token = event_headers.set(headers)  # processor log lines of this call carry the trace
         try:
             target = self.targets.get(name)
             self._logger.debug_with("Calling function", function=name,
                                     where="local" if target is not None else "remote",
-                                    depth=depth)
+                                    depth=headers[CALL_DEPTH_HEADER])
             if target is None:
                 if self._remote is None or not self._is_mapped(name):
                     return unknown_function(name)
-                return await self._remote.call(name, event._replace(headers=headers), timeout)
+                # The remote caller makes the hop itself (its own headers, same rules).
+                return await self._remote.call(name, event, timeout)
             raw = event._replace(id=new_event_id(), headers=headers,
                                  trigger_kind=target.trigger_kind,
                                  trigger_name=target.trigger_name, log_level=None)
@@ -134,14 +140,14 @@ def address_known(addresses: dict[str, str]) -> Callable[[str], bool]:
     return lambda name: name in addresses or env_url(name) is not None or cluster
 
 
-def remote_caller(addresses: dict[str, str], namespace: str) -> Any:
+def remote_caller(addresses: dict[str, str], namespace: str, max_depth: int) -> Any:
     """``fusion.remote.RemoteCaller`` (the workflow branch) when present, else the
     minimal HTTP caller this branch carries until the two are merged."""
     try:
         module = importlib.import_module("fusion.remote")
     except ModuleNotFoundError:
         module = importlib.import_module("fusion.remote_fallback")
-    return module.RemoteCaller(addresses, namespace)
+    return module.RemoteCaller(addresses, namespace, max_depth)
 
 
 async def close_remote(remote: Any) -> None:

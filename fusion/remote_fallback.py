@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fusion.calls import env_url, nuclio_default_url, timed_out
+from fusion.calls import DEFAULT_MAX_CALL_DEPTH, env_url, nuclio_default_url, timed_out
+from fusion.local import hop_headers
 from runtime.events import RawEvent
 from runtime.responses import RawResponse, error_response
 
@@ -22,9 +23,11 @@ _HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "
 
 
 class RemoteCaller:
-    def __init__(self, addresses: dict[str, str], namespace: str) -> None:
+    def __init__(self, addresses: dict[str, str], namespace: str,
+                 max_depth: int = DEFAULT_MAX_CALL_DEPTH) -> None:
         self._addresses = addresses
         self._namespace = namespace
+        self._max_depth = max_depth  # checked by fusion.local.FunctionCaller before us
         self._session: Any = None
 
     def url(self, name: str) -> str:
@@ -37,7 +40,8 @@ class RemoteCaller:
 
         if self._session is None:
             self._session = aiohttp.ClientSession(auto_decompress=False)
-        headers = {k: str(v) for k, v in event.headers.items() if k.lower() not in _HOP}
+        headers = {k: str(v) for k, v in hop_headers(name, event.headers).items()
+                   if k.lower() not in _HOP}
         try:
             async with self._session.request(
                     event.method or "POST", self.url(name) + (event.path or "/"),

@@ -21,7 +21,6 @@ from typing import Any
 
 from core.config import ConfigError, parse_address
 from core.function_config import (
-    DEFAULT_FRONT_DOOR,
     DEFAULT_TERMINATION_TIMEOUT,
     LoadedConfig,
     PlatformConfig,
@@ -67,6 +66,13 @@ class Processor:
         self.metrics = Metrics(meta.name, meta.namespace,
                                instance_name(template, meta.namespace, meta.name))
         many = len(configs) > 1
+        fusion = platform.fusion
+        # Built before the functions (workflow steps call through it) and told which
+        # functions are hosted once they are built.
+        self._remote = remote_caller(fusion.functionAddresses, meta.namespace,
+                                     fusion.maxCallDepth)
+        self.caller = FunctionCaller({}, self._remote, address_known(fusion.functionAddresses),
+                                     fusion.maxCallDepth, logger)
         self.functions: list[HostedFunction] = []
         for config in configs:
             meta = config.function.metadata
@@ -75,12 +81,10 @@ class Processor:
             function_logger = logger
             self.functions.append(HostedFunction(
                 config, metrics, function_logger, function_log_level, log_format,
-                self.request_stop, f"{config.source}: " if many else ""))
+                self.request_stop, self.caller, f"{config.source}: " if many else ""))
         self._running: list[Running] = []
         self._health: HealthServer | None = None
         self._front_door: FrontDoor | None = None
-        self.caller: FunctionCaller | None = None
-        self._remote: Any = None
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._started = time.monotonic()
@@ -95,13 +99,11 @@ class Processor:
         for hosted in self.functions:
             hosted.build()
             self._running.extend(hosted.running)
-        fusion = self.platform.fusion
-        targets = {h.name: t for h in self.functions if (t := h.target()) is not None}
-        is_mapped = address_known(fusion.functionAddresses)
-        self._remote = remote_caller(fusion.functionAddresses,
-                                     self.config.function.metadata.namespace)
-        self.caller = FunctionCaller(targets, self._remote, is_mapped, fusion.maxCallDepth,
-                                     self.logger)
+        for hosted in self.functions:
+            if (target := hosted.target()) is not None:
+                self.caller.targets[hosted.name] = target
+        for hosted in self.functions:
+            hosted.check_workflow(self.caller.is_known)
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
@@ -114,10 +116,10 @@ class Processor:
             if running.trigger.sink is not None:
                 running.trigger.sink.bind(host)
         door = self.platform.fusion.frontDoor
-        address = door.listenAddress or (DEFAULT_FRONT_DOOR if self.many else None)
-        if door.enabled and address and self.caller is not None:
+        if door.enabled and door.listenAddress:
             self._front_door = FrontDoor(
-                parse_address(address, "platform config fusion.frontDoor.listenAddress", host),
+                parse_address(door.listenAddress, "platform config fusion.frontDoor.listenAddress",
+                              host),
                 self.caller.targets, door.maxRequestBodySize, door.async_,
                 self.metrics.registry, self.logger)
             self._front_door.bind()
@@ -142,7 +144,6 @@ class Processor:
 
     # -- phases 3-5: start ------------------------------------------------------------
     async def start(self) -> None:
-        assert self.caller is not None
         install_calls(self.caller.call, asyncio.get_running_loop())
         try:
             await asyncio.gather(*(self._load(h) for h in self.functions))

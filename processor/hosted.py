@@ -8,6 +8,7 @@ With several, every YAML path in an error starts with the function's file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,10 @@ from core.config import DEFAULT_HTTP_PORT, ConfigError, unknown_keys, validate_m
 from core.function_config import LoadedConfig, ResolvedTrigger
 from core.metrics import Metrics
 from core.sink import Sink, SinkSpec
+from fusion.calls import Caller
 from fusion.local import LocalTarget
+from fusion.workflow_pool import build_workflow_pool, check_targets
+from fusion.workflow_pool import parse as parse_workflow
 from processor.startup import function_settings
 from processor.status.document import FunctionInfo
 from runtime.function import FunctionSettings
@@ -38,8 +42,11 @@ class Running:
 class HostedFunction:
     def __init__(self, config: LoadedConfig, metrics: Metrics, logger: Logger,
                  function_log_level: int, log_format: str, request_stop: StopRequest,
-                 where: str = "") -> None:
+                 caller: Caller, where: str = "") -> None:
         self.config = config
+        # Workflow steps call through it (filled with every hosted function after build).
+        self._caller = caller
+        self.workflow: Any = None  # fusion.workflow_config.WorkflowSpec
         self.name = config.function.metadata.name
         self.metrics = metrics
         self.logger = logger
@@ -64,10 +71,14 @@ class HostedFunction:
     # -- build (no side effects) ----------------------------------------------------
     def build(self) -> None:
         spec = self.config.function.spec
-        try:
-            check_module_exists(spec.handler, self.config.function_dir)
-        except HandlerLoadError as exc:
-            raise ConfigError(f"{self.where}spec.handler: {exc}") from None
+        if not spec.handler:
+            self.workflow = parse_workflow(spec.workflow, f"{self.where}spec.workflow")
+            self.worker_kind = "workflow"
+        else:
+            try:
+                check_module_exists(spec.handler, self.config.function_dir)
+            except HandlerLoadError as exc:
+                raise ConfigError(f"{self.where}spec.handler: {exc}") from None
         loaded: LoadedHandler | None = None
         for trig in self.config.triggers:
             if trig.implicit and self._port_taken(DEFAULT_HTTP_PORT):
@@ -79,23 +90,10 @@ class HostedFunction:
             for warning in warnings:
                 self.logger.warn_with(warning, trigger=trig.name)
             attrs_path = f"{trig.yaml_path}.attributes"
-            settings = self.settings(trig)
-            kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
-            self.worker_kind = kind
-            if kind != "process" and loaded is None:
-                try:
-                    loaded = load_handler(spec.handler, self.config.function_dir)
-                except HandlerLoadError as exc:
-                    raise ConfigError(f"{self.where}spec.handler: {exc}") from None
-            try:
-                pool = build_pool(kind, settings, trig.num_workers,
-                                  availability_timeout=trig.availability_timeout,
-                                  event_timeout=spec.eventTimeout or None,
-                                  max_waiting=spec.runtimeAttributes.maxWaitingEvents,
-                                  logger=self.logger, loaded=loaded)
-            except WorkerKindError as exc:
-                raise ConfigError(f"{self.where}spec.runtimeAttributes.workerKind: {exc}"
-                                  ) from None
+            if self.workflow is not None:
+                pool = self._workflow_pool(trig)
+            else:
+                pool, loaded = self._pool(trig, loaded)
             self.metrics.add_pool(trig.kind, trig.name, pool)
             trigger = cls(trig, attributes, pool, self.metrics.for_trigger(trig.kind, trig.name),
                           self.logger, self._request_stop)
@@ -104,7 +102,47 @@ class HostedFunction:
                 trigger.sink = self._build_sink(trig, sink_spec, f"{attrs_path}.sink")
             self.running.append(Running(trigger, pool, self.name))
             self.logger.debug_with("Trigger configured", function=self.name, trigger=trig.name,
-                                   kind=trig.kind, worker_kind=kind, workers=trig.num_workers)
+                                   kind=trig.kind, worker_kind=self.worker_kind,
+                                   workers=trig.num_workers)
+
+    def _pool(self, trig: ResolvedTrigger, loaded: LoadedHandler | None
+              ) -> tuple[WorkerPool, LoadedHandler | None]:
+        """The trigger's pool of handler workers (in-process kinds import the handler
+        once per function, here)."""
+        spec = self.config.function.spec
+        settings = self.settings(trig)
+        kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
+        self.worker_kind = kind
+        if kind != "process" and loaded is None:
+            try:
+                loaded = load_handler(spec.handler, self.config.function_dir)
+            except HandlerLoadError as exc:
+                raise ConfigError(f"{self.where}spec.handler: {exc}") from None
+        try:
+            pool = build_pool(kind, settings, trig.num_workers,
+                              availability_timeout=trig.availability_timeout,
+                              event_timeout=spec.eventTimeout or None,
+                              max_waiting=spec.runtimeAttributes.maxWaitingEvents,
+                              logger=self.logger, loaded=loaded)
+        except WorkerKindError as exc:
+            raise ConfigError(f"{self.where}spec.runtimeAttributes.workerKind: {exc}") from None
+        return pool, loaded
+
+    def _workflow_pool(self, trig: ResolvedTrigger) -> WorkerPool:
+        spec = self.config.function.spec
+        step = getattr(self.metrics, "workflow_step", None)  # from the workflow branch
+        observe = (lambda name, seconds: step(self.name, name, seconds)) if step else None
+        return build_workflow_pool(
+            self.name, self.workflow, f"{self.where}spec.workflow", self._caller, self.logger,
+            observe, pool_name=trig.name, size=trig.num_workers,
+            availability_timeout=trig.availability_timeout,
+            event_timeout=spec.eventTimeout or None,
+            max_waiting=spec.runtimeAttributes.maxWaitingEvents)
+
+    def check_workflow(self, is_known: Callable[[str], bool]) -> None:
+        """Every step's function is hosted here or has an address (after all are built)."""
+        if self.workflow is not None:
+            check_targets(self.workflow, f"{self.where}spec.workflow", is_known)
 
     def _port_taken(self, port: int) -> bool:
         return any(port in r.trigger.listen_ports() for r in self.running)
