@@ -3,6 +3,7 @@ them all: ``/ready``, ``/api/status``, ``/metrics``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -136,10 +137,8 @@ def test_ready_is_503_while_one_function_is_still_initialising(
     answers = []
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(requests.RequestException):
             answers.append(requests.get(url, timeout=1))
-        except requests.RequestException:
-            pass
         time.sleep(0.1)
     assert answers, processor.logs[-2000:]
     assert {a.status_code for a in answers} == {503}
