@@ -19,7 +19,11 @@ from fusion.local import hop_headers
 from runtime.events import RawEvent
 from runtime.responses import RawResponse, error_response
 
-_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
+_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive",
+                  "expect", "accept-encoding"})
+# Written by the callee's server, not its handler: a local call has none of them.
+_SERVER = frozenset({"content-length", "connection", "keep-alive", "transfer-encoding",
+                     "content-type", "date", "server", "content-encoding"})
 
 
 class RemoteCaller:
@@ -49,7 +53,9 @@ class RemoteCaller:
                     data=event.body, headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                 body = await response.read()
-                return RawResponse(response.status, dict(response.headers), body,
+                headers = {k: v for k, v in response.headers.items()
+                           if k.lower() not in _SERVER}
+                return RawResponse(response.status, headers, body,
                                    response.headers.get("Content-Type", ""))
         except TimeoutError:
             return timed_out(name, timeout)

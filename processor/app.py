@@ -17,7 +17,7 @@ import contextlib
 import gc
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError, parse_address
 from core.function_config import (
@@ -28,7 +28,6 @@ from core.function_config import (
     prometheus_pull_sink,
 )
 from core.metrics import Metrics, instance_name
-from fusion.front_door import FrontDoor
 from fusion.local import FunctionCaller, address_known, close_remote, remote_caller
 from processor.health import HealthServer
 from processor.hosted import HostedFunction, Running
@@ -39,6 +38,9 @@ from runtime.calls import uninstall as uninstall_calls
 from runtime.logger import Logger
 from runtime.pool import WorkerStartError
 from runtime.workers.process import discard_unclaimed
+
+if TYPE_CHECKING:  # imported in bind, only when a front door is configured
+    from fusion.front_door import FrontDoor
 
 
 def _instance_template(platform: PlatformConfig) -> str | None:
@@ -117,6 +119,8 @@ class Processor:
                 running.trigger.sink.bind(host)
         door = self.platform.fusion.frontDoor
         if door.enabled and door.listenAddress:
+            from fusion.front_door import FrontDoor
+
             self._front_door = FrontDoor(
                 parse_address(door.listenAddress, "platform config fusion.frontDoor.listenAddress",
                               host),

@@ -110,8 +110,8 @@ async def async_blocking_caller(context: Any, event: Any) -> Any:
 
 
 def self_caller(context: Any, event: Any) -> Any:
-    """Calls itself with its own event, forever: only the depth limit stops it."""
-    response = context.platform.call_function(context.trigger.name and
-                                              os.environ["NUCLIO_FUNCTION_NAME"], event)
+    """Calls itself with its own event, forever: only the depth limit stops it. Its name
+    is the request path (NUCLIO_FUNCTION_NAME is process-wide for thread workers)."""
+    response = context.platform.call_function(event.path.strip("/"), event)
     return context.Response(body=response.body, status_code=response.status_code,
                             content_type=response.content_type)
