@@ -28,6 +28,7 @@ from core.function_config import (
     prometheus_pull_sink,
 )
 from core.metrics import Metrics, instance_name
+from fusion.calls import env_url
 from fusion.local import FunctionCaller, address_known, close_remote, remote_caller
 from processor.health import HealthServer
 from processor.hosted import HostedFunction, Running
@@ -104,8 +105,12 @@ class Processor:
         for hosted in self.functions:
             if (target := hosted.target()) is not None:
                 self.caller.targets[hosted.name] = target
+        addresses = self.platform.fusion.functionAddresses
         for hosted in self.functions:
-            hosted.check_workflow(self.caller.is_known)
+            # Hosted, or an address configured (Nuclio's default service name is a guess:
+            # a config check does not count on it).
+            hosted.check_workflow(lambda name: name in self.caller.targets
+                                  or name in addresses or env_url(name) is not None)
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:

@@ -164,10 +164,13 @@ class ProcessWorker:
 
     async def _answer_call(self, name: str, event: Any, timeout: float | None) -> None:
         dispatch = calls.installed_dispatch()
-        if dispatch is None:
-            response = error_response(501, "call_function is not available here")
-        else:
-            response = await dispatch(name, RawEvent(*event), timeout)
+        try:
+            if dispatch is None:
+                response = error_response(501, "call_function is not available here")
+            else:
+                response = await dispatch(name, RawEvent(*event), timeout)
+        except Exception as exc:  # the worker waits for an answer: it must get one
+            response = error_response(500, f"call to {name!r} failed: {type(exc).__name__}")
         if not self._closed and self._transport is not None:
             self._send(("call_result", tuple(response)))
 
