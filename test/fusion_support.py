@@ -78,12 +78,15 @@ def fusion_platform(directory: Path, *, front_door: int | None = None,
     return path
 
 
-def processor_args(configs: list[Path], platform: Path) -> list[str]:
+def processor_args(configs: list[Path], platform: Path,
+                   function_dir: Path | None = FUNCTIONS) -> list[str]:
+    """``--function-dir`` test/functions unless None (each handler beside its yaml)."""
     args: list[str] = []
     for config in configs:
         args += ["--config", str(config)]
-    return [*args, "--platform-config", str(platform), "--function-dir", str(FUNCTIONS),
-            "--listen-host", "127.0.0.1"]
+    if function_dir is not None:
+        args += ["--function-dir", str(function_dir)]
+    return [*args, "--platform-config", str(platform), "--listen-host", "127.0.0.1"]
 
 
 def health_port(platform: Path) -> int:
@@ -112,13 +115,15 @@ class Fused:
     """A real processor over ``configs`` (files or directories), stopped by ``stop``."""
 
     def __init__(self, configs: list[Path], platform: Path, workdir: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 function_dir: Path | None = FUNCTIONS) -> None:
         self.platform = platform
         self.health_port = health_port(platform)
         self.metrics_port = metrics_port(platform)
         self.log_path = workdir / f"processor-{free_port()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(processor_command(*processor_args(configs, platform)),
+        self.proc = subprocess.Popen(processor_command(*processor_args(configs, platform,
+                                                                       function_dir)),
                                      cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from test.fusion_support import Fused, fn, fusion_platform, port_of, start_fused, write_functions
 from test.support import free_port, wait_for
@@ -143,3 +144,32 @@ def test_ready_is_503_while_one_function_is_still_initialising(
     assert answers, processor.logs[-2000:]
     assert {a.status_code for a in answers} == {503}
     assert set(answers[-1].json()["functions"]) == {"quick", "slow"}
+
+
+def test_functions_keep_their_own_module_of_the_same_name(
+        tmp_path: Path, start_fused: Callable[..., Fused]) -> None:
+    """``main.py`` in every folder, as Nuclio users write them: an async one loaded in the
+    processor does not stand in for a sync one (auto kind: process) in another folder."""
+    configs = {"alpha": fn("alpha", "main:handler"), "beta": fn("beta", "main:handler"),
+               "gamma": fn("gamma", "main:handler")}
+    sources = {"alpha": "async def handler(context, event):\n    return 'alpha'\n",
+               "beta": "def handler(context, event):\n    return 'beta'\n",
+               "gamma": "def handler(context, event):\n    return 'gamma'\n"}
+    for name, config in configs.items():
+        folder = tmp_path / "fns" / name
+        folder.mkdir(parents=True)
+        (folder / "function.yaml").write_text(yaml.safe_dump(config))
+        (folder / "main.py").write_text(sources[name])
+    platform = fusion_platform(tmp_path)
+    processor = Fused([tmp_path / "fns"], platform, tmp_path, function_dir=None)
+    try:
+        processor.wait_ready()
+        for name, config in configs.items():
+            answer = requests.get(f"http://127.0.0.1:{port_of(config)}/", timeout=10)
+            assert answer.text == name
+        status = requests.get(f"http://127.0.0.1:{processor.health_port}/api/status",
+                              timeout=10).json()
+        assert {f["name"]: f["worker_kind"] for f in status["functions"]} == {
+            "alpha": "async", "beta": "process", "gamma": "process"}
+    finally:
+        processor.stop()
