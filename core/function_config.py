@@ -26,7 +26,10 @@ from core.config import (
     parse_address,
     validate_model,
 )
+from core.fusion_config import FusionConfig
 from runtime.handler import split_handler
+
+__all__ = ["FusionConfig"]
 
 DEFAULT_CONFIG_PATH = "/etc/nuclio/config/processor/processor.yaml"
 DEFAULT_AVAILABILITY_TIMEOUT_MS = 10_000
@@ -97,7 +100,8 @@ class RuntimeAttributes(_Lenient):
 
 
 class Spec(_Lenient):
-    handler: str
+    # Empty only when ``workflow`` is set (a function made of calls to other functions).
+    handler: str = ""
     runtime: str = "python"
     description: str = ""
     env: list[EnvVar] = Field(default_factory=list)
@@ -106,6 +110,8 @@ class Spec(_Lenient):
     disableDefaultHTTPTrigger: bool = False
     runtimeAttributes: RuntimeAttributes = Field(default_factory=RuntimeAttributes)
     build: BuildSpec = Field(default_factory=BuildSpec)
+    # Kept raw here; fusion's workflow module validates it (naming this file's YAML path).
+    workflow: dict[str, Any] | None = None
 
 
 class Metadata(_Lenient):
@@ -169,6 +175,7 @@ class PlatformConfig(_Lenient):
     healthCheck: HealthCheck = Field(default_factory=HealthCheck)
     metrics: MetricsConfig | None = None
     logger: LoggerConfig = Field(default_factory=LoggerConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
 
 
 # -- resolved views used by the rest of the processor -----------------------------
@@ -235,10 +242,12 @@ def _materialise_inline_code(spec: Spec, handler_module: str) -> str:
     return directory
 
 
-def _resolve_triggers(spec: Spec) -> list[ResolvedTrigger]:
+def _resolve_triggers(spec: Spec, where: str = "") -> list[ResolvedTrigger]:
+    """``where`` (``"<file>: "`` when several functions are loaded) starts every YAML path,
+    so that any error about a trigger names its file."""
     resolved = []
     for key, trig in spec.triggers.items():
-        path = f"spec.triggers.{key}"
+        path = f"{where}spec.triggers.{key}"
         if trig.disabled:
             continue
         workers = trig.numWorkers or trig.maxWorkers or 1
@@ -266,11 +275,12 @@ def _resolve_triggers(spec: Spec) -> list[ResolvedTrigger]:
             availability_timeout=DEFAULT_AVAILABILITY_TIMEOUT_MS / 1000.0,
             termination_timeout=DEFAULT_TERMINATION_TIMEOUT, url=None,
             attributes={"port": DEFAULT_HTTP_PORT}, batch=None,
-            yaml_path="spec.triggers.default-http (implicit)", implicit=True))
+            yaml_path=f"{where}spec.triggers.default-http (implicit)", implicit=True))
     return resolved
 
 
-def load_function_config(path: str, function_dir: str | None = None) -> LoadedConfig:
+def load_function_config(path: str, function_dir: str | None = None, where: str = ""
+                         ) -> LoadedConfig:
     data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'metadata' and 'spec', "
@@ -282,6 +292,12 @@ def load_function_config(path: str, function_dir: str | None = None) -> LoadedCo
     if not spec.runtime.startswith("python"):
         raise ConfigError(f"spec.runtime: expected a python runtime such as 'python:3.11', "
                           f"got {spec.runtime!r}")
+    if not spec.handler:
+        if spec.workflow is None:
+            raise ConfigError("spec.handler: is required but missing (or give spec.workflow)")
+        directory = function_dir or os.path.dirname(os.path.abspath(path))
+        return LoadedConfig(function=config, function_dir=directory,
+                            triggers=_resolve_triggers(spec, where), source=path)
     try:
         module, _ = split_handler(spec.handler)
     except ValueError as exc:
@@ -293,7 +309,7 @@ def load_function_config(path: str, function_dir: str | None = None) -> LoadedCo
         if not os.path.isdir(directory):
             raise ConfigError(f"--function-dir: {directory!r} is not a directory")
     return LoadedConfig(function=config, function_dir=directory,
-                        triggers=_resolve_triggers(spec), source=path)
+                        triggers=_resolve_triggers(spec, where), source=path)
 
 
 def load_platform_config(path: str | None) -> PlatformConfig:
@@ -313,6 +329,9 @@ def load_platform_config(path: str | None) -> PlatformConfig:
     for name, sink in (platform.metrics.sinks.items() if platform.metrics else ()):
         if sink.kind == "prometheusPull":
             parse_address(sink.url, f"{path}: metrics.sinks.{name}.url")
+    door = platform.fusion.frontDoor.listenAddress
+    if door:
+        parse_address(door, f"{path}: fusion.frontDoor.listenAddress")
     return platform
 
 

@@ -270,6 +270,10 @@ class TriggerMetrics:
 
 
 class Metrics:
+    function_name: str
+    namespace: str
+    instance: str
+
     def __init__(self, function_name: str, namespace: str = "default",
                  instance: str | None = None) -> None:
         self.function_name = function_name
@@ -287,6 +291,12 @@ class Metrics:
                                    "Items a sink sent on or dropped (with the reason)",
                                    [*_LABELS, "sink_kind", "outcome", "reason"],
                                    registry=self.registry)
+
+    def for_function(self, function_name: str, namespace: str, instance: str) -> Metrics:
+        """The same registry and families seen from another hosted function: its series
+        carry its own ``function``/``namespace``/``instance`` labels, and nothing is
+        registered twice (one processor, one ``/metrics``)."""
+        return _FunctionView(self, function_name, namespace, instance)
 
     def add_pool(self, trigger_kind: str, trigger_name: str, pool: WorkerPool) -> None:
         self._pools.entries.append(PoolEntry(
@@ -320,3 +330,34 @@ class Metrics:
     def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
         return SinkMetrics(self._sink_items,
                            [self.function_name, trigger_kind, trigger_name, sink_kind])
+
+
+_OWN = frozenset({"function_name", "namespace", "instance", "_root"})
+
+
+class _FunctionView(Metrics):
+    """``Metrics`` of a second (third...) hosted function: its own label values, and every
+    other attribute read from and written to the first function's object. So state a
+    method creates lazily (a collector registered on first use) exists once per
+    registry, whichever function creates it."""
+
+    def __init__(self, root: Metrics, function_name: str, namespace: str,
+                 instance: str) -> None:
+        object.__setattr__(self, "_root", root)
+        object.__setattr__(self, "function_name", function_name)
+        object.__setattr__(self, "namespace", namespace)
+        object.__setattr__(self, "instance", instance)
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _OWN or name.startswith("__"):
+            return object.__getattribute__(self, name)
+        shared = vars(object.__getattribute__(self, "_root"))
+        if name in shared:
+            return shared[name]
+        return object.__getattribute__(self, name)  # methods, bound to this view
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(object.__getattribute__(self, "_root"), name, value)

@@ -17,32 +17,31 @@ import contextlib
 import gc
 import signal
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.config import DEFAULT_HTTP_PORT, ConfigError, unknown_keys, validate_model
+from core.config import ConfigError, parse_address
 from core.function_config import (
+    DEFAULT_TERMINATION_TIMEOUT,
     LoadedConfig,
     PlatformConfig,
-    ResolvedTrigger,
     platform_addresses,
     prometheus_pull_sink,
 )
 from core.metrics import Metrics, instance_name
-from core.sink import Sink, SinkSpec
+from fusion.calls import env_url
+from fusion.local import FunctionCaller, address_known, close_remote, remote_caller
 from processor.health import HealthServer
-from processor.startup import function_settings
-from processor.status.document import FunctionInfo, StatusBuilder, clean_urls
+from processor.hosted import HostedFunction, Running
+from processor.status.document import StatusBuilder, clean_urls
 from processor.status.server import StatusRoutes
-from runtime.function import FunctionSettings
-from runtime.handler import HandlerLoadError, LoadedHandler, check_module_exists, load_handler
+from runtime.calls import install as install_calls
+from runtime.calls import uninstall as uninstall_calls
 from runtime.logger import Logger
-from runtime.pool import WorkerPool, WorkerStartError
-from runtime.workers import WorkerKindError, build_pool, resolve_kind
+from runtime.pool import WorkerStartError
 from runtime.workers.process import discard_unclaimed
-from sinks.registry import sink_class
-from triggers.base import Trigger
-from triggers.registry import configured_trigger
+
+if TYPE_CHECKING:  # imported in bind, only when a front door is configured
+    from fusion.front_door import FrontDoor
 
 
 def _instance_template(platform: PlatformConfig) -> str | None:
@@ -56,93 +55,62 @@ class FunctionInitError(Exception):
     """``init_context`` failed: the function cannot serve (exit 1)."""
 
 
-@dataclass
-class _Running:
-    trigger: Trigger
-    pool: WorkerPool
-
-
 class Processor:
-    def __init__(self, config: LoadedConfig, platform: PlatformConfig, logger: Logger,
-                 function_log_level: int, log_format: str, listen_host: str = "0.0.0.0"
-                 ) -> None:
+    def __init__(self, configs: LoadedConfig | list[LoadedConfig], platform: PlatformConfig,
+                 logger: Logger, function_log_level: int, log_format: str,
+                 listen_host: str = "0.0.0.0") -> None:
+        configs = configs if isinstance(configs, list) else [configs]
         self._listen_host = listen_host
-        self.config = config
+        self.config = configs[0]
         self.platform = platform
         self.logger = logger
-        self._function_log_level = function_log_level
-        self._log_format = log_format
-        meta = config.function.metadata
+        template = _instance_template(platform)
+        meta = configs[0].function.metadata
         self.metrics = Metrics(meta.name, meta.namespace,
-                               instance_name(_instance_template(platform), meta.namespace,
-                                             meta.name))
-        self._running: list[_Running] = []
+                               instance_name(template, meta.namespace, meta.name))
+        many = len(configs) > 1
+        fusion = platform.fusion
+        # Built before the functions (workflow steps call through it) and told which
+        # functions are hosted once they are built.
+        self._remote = remote_caller(fusion.functionAddresses, meta.namespace,
+                                     fusion.maxCallDepth)
+        self.caller = FunctionCaller({}, self._remote, address_known(fusion.functionAddresses),
+                                     fusion.maxCallDepth, logger)
+        self.functions: list[HostedFunction] = []
+        for config in configs:
+            meta = config.function.metadata
+            metrics = self.metrics if config is configs[0] else self.metrics.for_function(
+                meta.name, meta.namespace, instance_name(template, meta.namespace, meta.name))
+            function_logger = logger
+            self.functions.append(HostedFunction(
+                config, metrics, function_logger, function_log_level, log_format,
+                self.request_stop, self.caller, f"{config.source}: " if many else ""))
+        self._running: list[Running] = []
         self._health: HealthServer | None = None
+        self._front_door: FrontDoor | None = None
         self._stop = asyncio.Event()
         self.exit_code = 0
         self._started = time.monotonic()
         self._phase = "starting"  # -> ready -> draining: /ready and the status page
-        self._worker_kind = "unknown"
+
+    @property
+    def many(self) -> bool:
+        return len(self.functions) > 1
 
     # -- phase 1: build -----------------------------------------------------------
-    def _settings(self, trigger: ResolvedTrigger) -> FunctionSettings:
-        return function_settings(self.config, trigger, self._function_log_level,
-                                 self._log_format)
-
     def build(self) -> None:
-        spec = self.config.function.spec
-        try:
-            check_module_exists(spec.handler, self.config.function_dir)
-        except HandlerLoadError as exc:
-            raise ConfigError(f"spec.handler: {exc}") from None
-        loaded: LoadedHandler | None = None
-        for trig in self.config.triggers:
-            if trig.implicit and self._port_taken(DEFAULT_HTTP_PORT):
-                # e.g. openinference's REST port defaults to 8080 too: its config wins.
-                self.logger.info_with("Not adding the default HTTP trigger: its port is "
-                                      "configured for another trigger", port=DEFAULT_HTTP_PORT)
-                continue
-            cls, attributes, warnings = configured_trigger(trig)
-            for warning in warnings:
-                self.logger.warn_with(warning, trigger=trig.name)
-            attrs_path = f"{trig.yaml_path}.attributes"
-            settings = self._settings(trig)
-            kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
-            self._worker_kind = kind
-            if kind != "process" and loaded is None:
-                try:
-                    loaded = load_handler(spec.handler, self.config.function_dir)
-                except HandlerLoadError as exc:
-                    raise ConfigError(f"spec.handler: {exc}") from None
-            try:
-                pool = build_pool(kind, settings, trig.num_workers,
-                                  availability_timeout=trig.availability_timeout,
-                                  event_timeout=spec.eventTimeout or None,
-                                  max_waiting=spec.runtimeAttributes.maxWaitingEvents,
-                                  logger=self.logger, loaded=loaded)
-            except WorkerKindError as exc:
-                raise ConfigError(f"spec.runtimeAttributes.workerKind: {exc}") from None
-            self.metrics.add_pool(trig.kind, trig.name, pool)
-            trigger = cls(trig, attributes, pool, self.metrics.for_trigger(trig.kind, trig.name),
-                          self.logger, self.request_stop)
-            sink_spec = getattr(attributes, "sink", None)
-            if isinstance(sink_spec, SinkSpec):
-                trigger.sink = self._build_sink(trig, sink_spec, f"{attrs_path}.sink")
-            self._running.append(_Running(trigger, pool))
-            self.logger.debug_with("Trigger configured", trigger=trig.name, kind=trig.kind,
-                                   worker_kind=kind, workers=trig.num_workers)
-
-    def _port_taken(self, port: int) -> bool:
-        return any(port in r.trigger.listen_ports() for r in self._running)
-
-    def _build_sink(self, trig: ResolvedTrigger, spec: SinkSpec, yaml_path: str) -> Sink:
-        cls = sink_class(spec.kind, yaml_path)
-        attrs_path = f"{yaml_path}.attributes"
-        for warning in unknown_keys(cls.Attributes, spec.attributes):
-            self.logger.warn_with(f"{attrs_path}: {warning}", trigger=trig.name)
-        attributes = validate_model(cls.Attributes, spec.attributes, attrs_path)
-        metrics = self.metrics.for_sink(trig.kind, trig.name, spec.kind)
-        return cls(trig.name, attributes, metrics, self.logger)
+        for hosted in self.functions:
+            hosted.build()
+            self._running.extend(hosted.running)
+        for hosted in self.functions:
+            if (target := hosted.target()) is not None:
+                self.caller.targets[hosted.name] = target
+        addresses = self.platform.fusion.functionAddresses
+        for hosted in self.functions:
+            # Hosted, or an address configured (Nuclio's default service name is a guess:
+            # a config check does not count on it).
+            hosted.check_workflow(lambda name: name in self.caller.targets
+                                  or name in addresses or env_url(name) is not None)
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
@@ -154,37 +122,40 @@ class Processor:
             running.trigger.bind(host)
             if running.trigger.sink is not None:
                 running.trigger.sink.bind(host)
+        door = self.platform.fusion.frontDoor
+        if door.enabled and door.listenAddress:
+            from fusion.front_door import FrontDoor
+
+            self._front_door = FrontDoor(
+                parse_address(door.listenAddress, "platform config fusion.frontDoor.listenAddress",
+                              host),
+                self.caller.targets, door.maxRequestBodySize, door.async_,
+                self.metrics.registry, self.logger)
+            self._front_door.bind()
 
     def _status_routes(self) -> StatusRoutes | None:
         dashboard = self.platform.healthCheck.dashboard
         if not dashboard.enabled:
             return None
-        fn = self.config.function
-        info = FunctionInfo(fn.metadata.name, fn.metadata.namespace, fn.spec.handler,
-                            fn.spec.runtime, self._worker_kind)
-        builder = StatusBuilder(info, lambda: self._running, self.metrics, lambda: self._phase,
-                                preview=dashboard.preview)
+        builder = StatusBuilder(self.functions[0].info, lambda: self._running, self.metrics,
+                                lambda: self._phase, preview=dashboard.preview,
+                                functions=(lambda: [h.info for h in self.functions])
+                                if self.many else None)
         return StatusRoutes(builder, preview=dashboard.preview)
 
     def _ready_probe(self) -> tuple[bool, dict[str, Any]]:
-        triggers = {}
-        for r in self._running:
-            details = {"kind": r.trigger.kind, "ready": r.pool.ready, "workers": r.pool.size,
-                       "busy": r.pool.busy_workers, **r.trigger.status()}
-            if r.trigger.sink is not None:
-                details["sink"] = {"kind": r.trigger.sink.kind, **r.trigger.sink.status()}
-            if not r.trigger.ready:
-                details["ready"] = False
-            triggers[r.trigger.name] = details
-        ready = self._phase == "ready" and all(r.trigger.ready for r in self._running)
-        return ready, {"triggers": clean_urls(triggers)}  # no user:password in URLs
+        ready = self._phase == "ready" and all(h.ready() for h in self.functions)
+        if not self.many:
+            return ready, {"triggers": clean_urls(self.functions[0].triggers_status())}
+        functions = {h.name: {"ready": self._phase == "ready" and h.ready(),
+                              "triggers": h.triggers_status()} for h in self.functions}
+        return ready, {"functions": clean_urls(functions)}  # no user:password in URLs
 
     # -- phases 3-5: start ------------------------------------------------------------
     async def start(self) -> None:
+        install_calls(self.caller.call, asyncio.get_running_loop())
         try:
-            await asyncio.gather(*(r.pool.load() for r in self._running))
-        except WorkerStartError as exc:
-            raise ConfigError(f"spec.handler: {exc}") from None
+            await asyncio.gather(*(self._load(h) for h in self.functions))
         finally:
             discard_unclaimed()  # pools have claimed their prespawned workers by now
         assert self._health is not None
@@ -198,13 +169,25 @@ class Processor:
                 await running.trigger.sink.start()
         for running in self._running:
             await running.trigger.start()
+        if self._front_door is not None:
+            await self._front_door.start()
         self._phase = "ready"
         # Start-up objects (config models, modules) live for the whole run: move them out
         # of the collector's sight so that collections only scan per-event garbage.
         gc.freeze()
-        self.logger.info_with("Processor ready", function=self.config.function.metadata.name,
+        names: dict[str, Any] = ({"functions": [h.name for h in self.functions]} if self.many
+                                 else {"function": self.functions[0].name})
+        self.logger.info_with("Processor ready", **names,
                               seconds=round(time.monotonic() - self._started, 3),
                               loop=type(asyncio.get_running_loop()).__module__)
+
+    @staticmethod
+    async def _load(hosted: HostedFunction) -> None:
+        """Phase 3 for one function; a broken handler is a config error naming its file."""
+        try:
+            await asyncio.gather(*(r.pool.load() for r in hosted.running))
+        except WorkerStartError as exc:
+            raise ConfigError(f"{hosted.where}spec.handler: {exc}") from None
 
     # -- phase 6: stop -------------------------------------------------------------------
     def request_stop(self, exit_code: int = 0, reason: str | None = None) -> None:
@@ -248,6 +231,8 @@ class Processor:
 
     async def shutdown(self) -> None:
         self._phase = "draining"
+        if self._front_door is not None:
+            self._front_door.stop_accepting()
         for running in self._running:
             await running.trigger.stop_accepting()
         for running in self._running:
@@ -263,6 +248,10 @@ class Processor:
             await running.trigger.close()
             if running.trigger.sink is not None:
                 await running.trigger.sink.close()
+        if self._front_door is not None:
+            await self._front_door.close(DEFAULT_TERMINATION_TIMEOUT)
+        await close_remote(self._remote)
+        uninstall_calls()
         if self._health is not None:
             await self._health.close()
         self.logger.info("Processor stopped")

@@ -15,9 +15,9 @@ from core.config import ConfigError
 from core.function_config import (
     DEFAULT_CONFIG_PATH,
     PlatformConfig,
-    load_function_config,
     load_platform_config,
 )
+from core.function_set import load_function_configs
 from processor.startup import apply_env, ca_certificates_on_first_use, prespawn_workers
 from runtime.logger import INFO, Logger, parse_level
 
@@ -30,9 +30,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="processor", description="Run a Nuclio Python function behind its triggers.",
         epilog="Kubernetes: 'processor kube render --config function.yaml' prints manifests "
                "(see 'processor kube render --help').")
-    parser.add_argument("--config", default=os.environ.get("NUCLIO_PROCESSOR_CONFIG",
-                                                           DEFAULT_CONFIG_PATH),
-                        help="function.yaml (default: %(default)s)")
+    parser.add_argument("--config", action="append", default=None,
+                        help="function.yaml, or a directory holding */function.yaml; repeat "
+                             "to host several functions in one processor (default: "
+                             f"$NUCLIO_PROCESSOR_CONFIG, else {DEFAULT_CONFIG_PATH})")
     parser.add_argument("--platform-config", default=os.environ.get("NUCLIO_PLATFORM_CONFIG"),
                         help="Nuclio platform.yaml (health check, metrics, logger)")
     parser.add_argument("--function-dir", default=None,
@@ -84,20 +85,22 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"--log-level: expected debug, info, warn or error, "
                               f"got {args.log_level!r}")
         platform = load_platform_config(args.platform_config)
-        config = load_function_config(args.config, args.function_dir)
+        paths = args.config or [os.environ.get("NUCLIO_PROCESSOR_CONFIG", DEFAULT_CONFIG_PATH)]
+        configs = load_function_configs(paths, args.function_dir)
     except ConfigError as exc:
         boot.error(f"Configuration error: {exc}")
         sys.exit(EXIT_CONFIG)
     system_level, function_level, fmt = _logging_choices(platform, args)
     logger = Logger("processor", system_level, fmt)
-    apply_env(config)
-    prespawn_workers(config, function_level, fmt)
+    apply_env(configs)
+    for config in configs:
+        prespawn_workers(config, function_level, fmt)
     # Only now the heavy imports (aiohttp, prometheus-client), while workers start.
     with ca_certificates_on_first_use():
         from processor.app import FunctionInitError, Processor
 
     _use_uvloop()
-    processor = Processor(config, platform, logger, function_level, fmt, args.listen_host)
+    processor = Processor(configs, platform, logger, function_level, fmt, args.listen_host)
     try:
         asyncio.run(processor.run())
     except ConfigError as exc:

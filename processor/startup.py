@@ -17,7 +17,7 @@ from core.function_config import LoadedConfig, ResolvedTrigger
 from runtime.function import FunctionSettings
 from runtime.handler import split_handler
 from runtime.workers import resolve_kind
-from runtime.workers.process import prespawn
+from runtime.workers.process import prespawn, set_base_env
 from triggers.registry import TRIGGERS
 
 
@@ -29,11 +29,18 @@ def function_settings(config: LoadedConfig, trigger: ResolvedTrigger, log_level:
         function_name=fn.metadata.name, namespace=fn.metadata.namespace,
         trigger_kind=trigger.kind, trigger_name=trigger.name,
         log_level=log_level, log_format=log_format,
-        expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks)
+        expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks,
+        env=tuple(function_env(config, _base_env or os.environ).items()))
+
+
+# The environment before any function's env was applied (several functions only).
+_base_env: dict[str, str] | None = None
 
 
 def prespawn_workers(config: LoadedConfig, log_level: int, log_format: str) -> None:
     """Starts the process workers of every trigger the processor will run."""
+    if not config.function.spec.handler:
+        return  # a workflow: no handler, no workers
     split_handler(config.function.spec.handler)
     requested = config.function.spec.runtimeAttributes.workerKind
     for trigger in config.triggers:
@@ -44,16 +51,33 @@ def prespawn_workers(config: LoadedConfig, log_level: int, log_format: str) -> N
             prespawn(settings, trigger.num_workers)
 
 
-def apply_env(config: LoadedConfig) -> None:
-    """Nuclio's platform puts ``spec.env`` and function metadata in the environment."""
+def function_env(config: LoadedConfig, base: Any) -> dict[str, str]:
+    """What Nuclio's platform puts in a function's environment: ``spec.env`` and the
+    function's metadata (the latter only where ``base`` does not set it already)."""
     function = config.function
-    for var in function.spec.env:
-        os.environ[var.name] = var.value
-    os.environ.setdefault("NUCLIO_FUNCTION_NAME", function.metadata.name)
-    os.environ.setdefault("NUCLIO_FUNCTION_HANDLER", function.spec.handler)
-    os.environ.setdefault("NUCLIO_FUNCTION_VERSION", "latest")
-    os.environ.setdefault("NUCLIO_NAMESPACE", function.metadata.namespace)
-    os.environ.setdefault("NUCLIO_FUNCTION_DIR", config.function_dir)
+    env = {var.name: var.value for var in function.spec.env}
+    for name, value in (("NUCLIO_FUNCTION_NAME", function.metadata.name),
+                        ("NUCLIO_FUNCTION_HANDLER", function.spec.handler),
+                        ("NUCLIO_FUNCTION_VERSION", "latest"),
+                        ("NUCLIO_NAMESPACE", function.metadata.namespace),
+                        ("NUCLIO_FUNCTION_DIR", config.function_dir)):
+        if name not in base and name not in env:
+            env[name] = value
+    return env
+
+
+def apply_env(configs: list[LoadedConfig]) -> None:
+    """Puts every function's env in the processor's environment, which thread and async
+    workers share (with several functions, a name set by two takes the later one's
+    value); process workers get the environment as it was before, plus their own
+    function's env only."""
+    global _base_env
+    if len(configs) > 1:
+        _base_env = dict(os.environ)
+        set_base_env(_base_env)
+    base = dict(os.environ)
+    for config in configs:
+        os.environ.update(function_env(config, base))
 
 
 @contextlib.contextmanager

@@ -15,10 +15,11 @@ from typing import Any
 
 import nuclio_sdk
 
+from runtime.calls import CallingPlatform
 from runtime.codecs import codec_for
 from runtime.events import RawEvent, to_nuclio_event
 from runtime.handler import LoadedHandler
-from runtime.logger import LogCapture, Logger
+from runtime.logger import LogCapture, Logger, event_headers
 from runtime.responses import (
     OutputError,
     RawResponse,
@@ -46,10 +47,13 @@ class FunctionSettings:
     log_format: str = "json"
     expose_tracebacks: bool = False
     platform_kind: str = "local"
+    # The function's own ``spec.env`` (and NUCLIO_FUNCTION_*): its process workers get it
+    # on top of the processor's environment as it was before any function's env.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def make_context(settings: FunctionSettings, logger: Logger, worker_id: str) -> Any:
-    platform = nuclio_sdk.Platform(settings.platform_kind, namespace=settings.namespace)
+    platform = CallingPlatform(settings.platform_kind, namespace=settings.namespace)
     trigger = nuclio_sdk.TriggerInfo(settings.trigger_kind, settings.trigger_name)
     return nuclio_sdk.Context(logger=logger, platform=platform, worker_id=worker_id,
                               trigger=trigger)
@@ -89,6 +93,7 @@ class FunctionRunner:
         """Runs a sync handler (or an async one on a private ``loop``) to a response."""
         log_level = None if isinstance(payload, list) else payload.log_level
         capture = LogCapture(log_level) if log_level is not None else None
+        token = event_headers.set(None if isinstance(payload, list) else payload.headers)
         try:
             if capture is not None:
                 capture.__enter__()
@@ -101,12 +106,14 @@ class FunctionRunner:
         except (Exception, SystemExit) as exc:  # the handler's failure costs one event only
             return self._failed(payload, exc, capture)
         finally:
+            event_headers.reset(token)
             if capture is not None:
                 capture.__exit__()
 
     async def run_async(self, payload: Payload) -> Result:
         log_level = None if isinstance(payload, list) else payload.log_level
         capture = LogCapture(log_level) if log_level is not None else None
+        token = event_headers.set(None if isinstance(payload, list) else payload.headers)
         try:
             if capture is not None:
                 capture.__enter__()
@@ -116,6 +123,7 @@ class FunctionRunner:
         except (Exception, SystemExit) as exc:
             return self._failed(payload, exc, capture)
         finally:
+            event_headers.reset(token)
             if capture is not None:
                 capture.__exit__()
 

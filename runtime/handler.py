@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -37,13 +38,31 @@ def add_function_dir(function_dir: str) -> None:
         sys.path.insert(0, function_dir)
 
 
+def find_module_spec(module: str, function_dir: str) -> Any:
+    """The spec of ``module`` as this function would import it, without running it: its
+    own directory first (so another hosted function's module of the same name, already
+    in ``sys.modules``, is not mistaken for it), then the rest of ``sys.path``."""
+    path: list[str] | None = [function_dir]
+    found: Any = None
+    parts = module.split(".")
+    for depth in range(1, len(parts) + 1):
+        found = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), path)
+        if found is None:
+            break
+        path = list(found.submodule_search_locations or [])
+    if found is not None:
+        return found
+    add_function_dir(function_dir)
+    return importlib.util.find_spec(module)
+
+
 def check_module_exists(spec: str, function_dir: str) -> None:
     """Fails early, without running the module, when its file is missing."""
     module, _ = split_handler(spec)
     add_function_dir(function_dir)
     top = module.split(".", 1)[0]
     try:
-        found = importlib.util.find_spec(top)
+        found = find_module_spec(top, function_dir)
     except (ImportError, ValueError) as exc:
         raise HandlerLoadError(f"cannot look up handler module {top!r}: {exc}") from exc
     if found is None:
@@ -52,9 +71,18 @@ def check_module_exists(spec: str, function_dir: str) -> None:
             f"(expected {function_dir}/{module.replace('.', '/')}.py)")
 
 
+def _search_first(function_dir: str) -> None:
+    """The function's directory at the front of ``sys.path`` for its import: another
+    hosted function's directory, added later, must not win for a module name both use."""
+    if sys.path[:1] != [function_dir]:
+        if function_dir in sys.path:
+            sys.path.remove(function_dir)
+        sys.path.insert(0, function_dir)
+
+
 def load_handler(spec: str, function_dir: str) -> LoadedHandler:
     module_name, function_name = split_handler(spec)
-    add_function_dir(function_dir)
+    _search_first(function_dir)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

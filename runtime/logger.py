@@ -33,6 +33,30 @@ _capture: contextvars.ContextVar[tuple[int, list[dict[str, Any]]] | None] = (
 )
 _active_captures = 0
 
+# Headers of the event being handled in this context (set by the worker around the
+# handler, and by the processor around a call between functions): its W3C trace id goes
+# into every log line written meanwhile, and ``call_function`` passes the trace on.
+event_headers: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "nuclio_event_headers", default=None)
+
+
+def trace_id_of(headers: dict[str, Any] | None) -> str | None:
+    """The trace id of a ``traceparent`` header (``00-<trace>-<span>-<flags>``), if any."""
+    if not headers:
+        return None
+    value = headers.get("traceparent") or headers.get("Traceparent")
+    if not value:
+        for key, found in headers.items():
+            if key.lower() == "traceparent":
+                value = found
+                break
+        else:
+            return None
+    parts = str(value).strip().split("-")
+    if len(parts) != 4 or len(parts[1]) != 32:
+        return None
+    return parts[1].lower()
+
 
 def parse_level(name: str | None, default: int = INFO) -> int:
     if not name:
@@ -124,6 +148,11 @@ class Logger:
              fields: dict[str, Any] | None) -> None:
         if self._bound:
             fields = {**self._bound, **(fields or {})}
+        headers = event_headers.get()
+        if headers is not None:
+            trace = trace_id_of(headers)
+            if trace is not None:
+                fields = {**(fields or {}), "trace_id": trace}
         now = time.time()
         text = _format_message(message, args)
         capture = _capture.get() if _active_captures else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -72,6 +73,29 @@ def _logs_header(records: list[dict[str, Any]]) -> str:
             return encoded
         records = records[:-1]
     return "[]"
+
+
+def http_response(result: RawResponse,
+                  decorate: Callable[[dict[str, str]], None] | None = None) -> web.Response:
+    """A function's response as HTTP (shared with the fusion front door, so a function
+    answers the same through both); ``decorate`` adds headers such as CORS."""
+    status = result.status
+    if not 100 <= status <= 599:
+        return json_error(500, f"the function returned an invalid status code {status}")
+    if result.headers:
+        headers = dict(result.headers)
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = result.content_type
+    else:
+        headers = {"Content-Type": result.content_type}
+    if result.logs is not None:
+        headers["X-Nuclio-Logs"] = _logs_header(result.logs)
+    if decorate is not None:
+        decorate(headers)
+    try:
+        return web.Response(status=status, body=result.body, headers=headers)
+    except ValueError as exc:  # e.g. a header value with a newline
+        return json_error(500, f"the function returned an invalid response: {exc}")
 
 
 class HTTPTrigger(Trigger):
@@ -171,23 +195,10 @@ class HTTPTrigger(Trigger):
         return response
 
     def _to_http(self, result: RawResponse, request: BaseRequest) -> web.Response:
-        status = result.status
-        if not 100 <= status <= 599:
-            return json_error(500, f"the function returned an invalid status code {status}")
-        if result.headers:
-            headers = dict(result.headers)
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = result.content_type
-        else:
-            headers = {"Content-Type": result.content_type}
-        if result.logs is not None:
-            headers["X-Nuclio-Logs"] = _logs_header(result.logs)
-        if self._cors is not None:
-            self._add_cors(headers, request, self._cors)
-        try:
-            return web.Response(status=status, body=result.body, headers=headers)
-        except ValueError as exc:  # e.g. a header value with a newline
-            return json_error(500, f"the function returned an invalid response: {exc}")
+        cors = self._cors
+        if cors is None:
+            return http_response(result)
+        return http_response(result, lambda headers: self._add_cors(headers, request, cors))
 
     @staticmethod
     def _origin_allowed(origin: str, cors: CORS) -> bool:

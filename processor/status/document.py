@@ -69,8 +69,12 @@ def _version() -> str:
 
 class StatusBuilder:
     def __init__(self, function: FunctionInfo, running: Callable[[], Sequence[Running]],
-                 metrics: Metrics, phase: Callable[[], str], *, preview: bool = True) -> None:
+                 metrics: Metrics, phase: Callable[[], str], *, preview: bool = True,
+                 functions: Callable[[], list[FunctionInfo]] | None = None) -> None:
         self.function = function
+        # Several hosted functions: the document lists them all, and each trigger says
+        # which function it belongs to.
+        self.functions = functions
         self.running = running
         self._metrics = metrics
         self._phase = phase
@@ -83,9 +87,10 @@ class StatusBuilder:
     def tick(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for r in self.running():
-            windows = self._windows.get(r.trigger.name)
+            key = _key(r)
+            windows = self._windows.get(key)
             if windows is None:
-                windows = self._windows[r.trigger.name] = _Windows()
+                windows = self._windows[key] = _Windows()
             stats = r.pool.stats
             windows.events.add(now, stats.handled_success + stats.handled_failure)
             windows.errors.add(now, stats.handled_failure)
@@ -112,9 +117,12 @@ class StatusBuilder:
     # -- the document ---------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
         phase = self._phase()
+        extra = {"functions": [vars(f).copy() for f in self.functions()]} \
+            if self.functions is not None else {}
         return {
             "time": round(time.time(), 3),
             "function": vars(self.function).copy(),
+            **extra,
             "processor": {"version": self._version, "pid": os.getpid(),
                           "uptime_seconds": round(time.monotonic() - self._started, 1),
                           "ready": phase == "ready", "phase": phase,
@@ -124,7 +132,7 @@ class StatusBuilder:
 
     def _trigger(self, r: Running, phase: str) -> dict[str, Any]:
         trigger, pool = r.trigger, r.pool
-        windows = self._windows.get(trigger.name) or _Windows()
+        windows = self._windows.get(_key(r)) or _Windows()
         source = trigger.source_state()
         stats = pool.stats
         latency = windows.latency
@@ -149,6 +157,8 @@ class StatusBuilder:
                         "p99_ms": windows.p99_history.values()},
             "frames": None, "preview": False, "sink": None,
         }
+        if self.functions is not None:
+            doc["function"] = getattr(r, "function", "")
         frames = trigger.metrics.frames_if_any
         if frames is not None:
             doc["frames"] = _frames(frames, windows)
@@ -158,6 +168,11 @@ class StatusBuilder:
             doc["sink"] = {"kind": sink.kind, **sink.status(),
                            **self._metrics.sink_counts(trigger.kind, trigger.name)}
         return doc
+
+
+def _key(r: Running) -> str:
+    """Trigger names are unique within a function, not across hosted functions."""
+    return f"{getattr(r, 'function', '')}/{r.trigger.name}"
 
 
 def _state(phase: str, pool: WorkerPool, source: dict[str, Any] | None) -> str:

@@ -9,11 +9,16 @@ threads, for I/O-bound code that must share memory.
 from __future__ import annotations
 
 import ast
-import importlib.util
 from typing import Literal
 
 from runtime.function import FunctionRunner, FunctionSettings
-from runtime.handler import LoadedHandler, add_function_dir, load_handler, split_handler
+from runtime.handler import (
+    LoadedHandler,
+    add_function_dir,
+    find_module_spec,
+    load_handler,
+    split_handler,
+)
 from runtime.logger import Logger
 from runtime.pool import Worker, WorkerPool
 
@@ -30,7 +35,7 @@ def handler_is_async(spec: str, function_dir: str) -> bool:
     module, function = split_handler(spec)
     add_function_dir(function_dir)
     try:
-        found = importlib.util.find_spec(module)
+        found = find_module_spec(module, function_dir)
     except (ImportError, ValueError):
         return False
     if found is None or not found.origin or not found.origin.endswith(".py"):

@@ -19,15 +19,29 @@ from collections.abc import Callable
 from typing import Any
 
 import runtime
+from runtime import calls
+from runtime.events import RawEvent
 from runtime.function import FunctionSettings, Payload, Result
 from runtime.pool import WorkerLost, WorkerStartError
+from runtime.responses import error_response
 from runtime.workers import wire
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+# The environment before any function's ``spec.env`` was applied (set by the CLI when it
+# hosts several functions), so each function's workers get only their own env on top.
+_base_env: dict[str, str] | None = None
+
+
+def set_base_env(env: dict[str, str]) -> None:
+    global _base_env
+    _base_env = dict(env)
+
+
+def _child_env(settings: FunctionSettings) -> dict[str, str]:
+    env = dict(os.environ if _base_env is None else _base_env)
+    env.update(settings.env)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + path if path else "")
     return env
@@ -60,6 +74,7 @@ class ProcessWorker:
         self._early: collections.deque[tuple[str, Any]] = collections.deque()
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in load()
+        self._calls: set[asyncio.Task[None]] = set()  # call_function requests being answered
 
     @property
     def pid(self) -> int | None:
@@ -72,7 +87,8 @@ class ProcessWorker:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "runtime.workers.process_main", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, env=_child_env())
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                env=_child_env(self._settings))
         finally:
             child.close()
         parent.sendall(wire.encode(("start", self._settings, self.worker_id)))
@@ -134,12 +150,29 @@ class ProcessWorker:
             self.kill()
 
     def _on_message(self, message: tuple[str, Any]) -> None:
+        if message[0] == "call":  # the handler's call_function, while its event runs
+            task = self._loop.create_task(self._answer_call(*message[1]))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+            return
         fut = self._pending
         if fut is not None and not fut.done():
             self._pending = None
             fut.set_result(message)
         else:
             self._early.append(message)  # start-up messages can arrive together
+
+    async def _answer_call(self, name: str, event: Any, timeout: float | None) -> None:
+        dispatch = calls.installed_dispatch()
+        try:
+            if dispatch is None:
+                response = error_response(501, "call_function is not available here")
+            else:
+                response = await dispatch(name, RawEvent(*event), timeout)
+        except Exception as exc:  # the worker waits for an answer: it must get one
+            response = error_response(500, f"call to {name!r} failed: {type(exc).__name__}")
+        if not self._closed and self._transport is not None:
+            self._send(("call_result", tuple(response)))
 
     def _on_lost(self) -> None:
         if self._closed:
@@ -192,8 +225,8 @@ class ProcessWorker:
             await asyncio.get_running_loop().run_in_executor(None, self._proc.wait)
 
 
-# Workers started by the CLI before the event loop exists, keyed by trigger and worker id.
-_prespawned: dict[tuple[str, str], ProcessWorker] = {}
+# Workers started by the CLI before the event loop exists, by function, trigger, worker id.
+_prespawned: dict[tuple[str, str, str], ProcessWorker] = {}
 
 
 def prespawn(settings: FunctionSettings, count: int) -> None:
@@ -202,13 +235,13 @@ def prespawn(settings: FunctionSettings, count: int) -> None:
     for i in range(count):
         worker = ProcessWorker(str(i), settings)
         worker.spawn()
-        _prespawned[(settings.trigger_name, worker.worker_id)] = worker
+        _prespawned[(settings.function_name, settings.trigger_name, worker.worker_id)] = worker
 
 
 def claim_worker(worker_id: str, settings: FunctionSettings,
                  on_exit: Callable[[ProcessWorker, str], None]) -> ProcessWorker:
     """A prespawned worker for this slot if one matches, else a new one."""
-    worker = _prespawned.pop((settings.trigger_name, worker_id), None)
+    worker = _prespawned.pop((settings.function_name, settings.trigger_name, worker_id), None)
     if worker is not None and worker._settings == settings:
         worker._on_exit = on_exit
         return worker

@@ -13,11 +13,16 @@ import gc
 import signal
 import socket
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from typing import IO, Any
 
+from runtime import calls
+from runtime.events import RawEvent
 from runtime.function import FunctionRunner, FunctionSettings
 from runtime.handler import HandlerLoadError, load_handler
+from runtime.responses import RawResponse, error_response
 from runtime.workers import wire
 
 
@@ -41,9 +46,29 @@ def _receive(reader: IO[bytes]) -> Any:
     return wire.pickle.loads(data)
 
 
+class WireCalls:
+    """``call_function`` from this worker: one hop over the worker's socket to the
+    processor, which runs the call and sends the response back. The worker's loop is
+    blocked in the handler meanwhile, so the answer is the next message."""
+
+    def __init__(self, reader: IO[bytes], send: Callable[[bytes], Any]) -> None:
+        self._reader = reader
+        self._send = send
+        self._lock = threading.Lock()  # handler threads calling at once take turns
+
+    def call(self, name: str, event: RawEvent, timeout: float | None) -> RawResponse:
+        with self._lock:
+            self._send(wire.encode(("call", (name, tuple(event), timeout))))
+            message = _receive(self._reader)
+        if message is None or message[0] != "call_result":
+            return error_response(502, "the processor did not answer the call")
+        return RawResponse(*message[1])
+
+
 def serve(sock: socket.socket) -> int:
     reader: IO[bytes] = sock.makefile("rb", buffering=1 << 16)  # type: ignore[assignment]
     send = sock.sendall
+    calls.install_worker_calls(WireCalls(reader, send))
     first = _receive(reader)
     if first is None:
         return 1
