@@ -320,3 +320,35 @@ class Metrics:
     def for_sink(self, trigger_kind: str, trigger_name: str, sink_kind: str) -> SinkMetrics:
         return SinkMetrics(self._sink_items,
                            [self.function_name, trigger_kind, trigger_name, sink_kind])
+
+    _workflow_steps: _WorkflowStepCollector | None = None
+
+    def workflow_step(self, workflow: str, step: str, seconds: float) -> None:
+        """One workflow step's duration as the workflow saw it (call included), exported
+        from the first observation: most functions are not workflows."""
+        if self._workflow_steps is None:
+            self._workflow_steps = _WorkflowStepCollector()
+            self.registry.register(self._workflow_steps)
+        self._workflow_steps.observe((self.function_name, workflow, step), seconds)
+
+
+class _WorkflowStepCollector(Collector):
+    """``nuclio_processor_workflow_step_duration_seconds{function,workflow,step}``, one
+    lock-free histogram per step (observed on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, str, str], LatencyHistogram] = {}
+
+    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
+        histogram = self.steps.get(labels)
+        if histogram is None:
+            histogram = self.steps[labels] = LatencyHistogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("nuclio_processor_workflow_step_duration_seconds",
+                                       "Duration of each workflow step, call included",
+                                       labels=["function", "workflow", "step"])
+        for labels, histogram in self.steps.items():
+            family.add_metric(list(labels), histogram.buckets(), histogram.sum)
+        yield family
