@@ -46,6 +46,13 @@ def server_timing(timings: list[tuple[str, float]]) -> str:
                      for name, seconds in timings)
 
 
+def _with(headers: dict[str, str], name: str, value: str) -> dict[str, str]:
+    """``headers`` with ``name`` set, replacing any spelling of it a step sent (a remote
+    step's headers keep the sender's case; a nested workflow sends these very names)."""
+    lowered = name.lower()
+    return {**{k: v for k, v in headers.items() if k.lower() != lowered}, name: value}
+
+
 def _is_success(status: int) -> bool:
     return 200 <= status < 300
 
@@ -110,7 +117,7 @@ class Workflow:
                 return self._failed(step, response, timings, event)
             body, content_type = response.body, response.content_type
         assert response is not None  # a workflow has at least one step (parse_workflow)
-        headers = {**response.headers, SERVER_TIMING_HEADER: server_timing(timings)}
+        headers = _with(response.headers, SERVER_TIMING_HEADER, server_timing(timings))
         return response._replace(headers=headers, event_id=event.id, logs=None)
 
     async def _call(self, step: WorkflowStep, event: RawEvent,
@@ -133,9 +140,9 @@ class Workflow:
 
     def _failed(self, step: WorkflowStep, response: RawResponse,
                 timings: list[tuple[str, float]], event: RawEvent) -> RawResponse:
-        headers = {**response.headers, FAILED_STEP_HEADER: step.name}
+        headers = _with(response.headers, FAILED_STEP_HEADER, step.name)
         if timings:
-            headers[SERVER_TIMING_HEADER] = server_timing(timings)
+            headers = _with(headers, SERVER_TIMING_HEADER, server_timing(timings))
         self._logger.warn_with("workflow stopped", workflow=self.name, step=step.name,
                                status=response.status, event_id=event.id)
         return response._replace(headers=headers, event_id=event.id, logs=None)

@@ -60,24 +60,23 @@ def request(body: bytes = b"hello", headers: dict[str, Any] | None = None) -> Ra
 
 
 def workflow(caller: FakeCaller, steps: list[dict[str, Any]], timeout: Any = None,
-             observed: list[tuple[str, float]] | None = None) -> Workflow:
+             observed: list[tuple[str, float]] | None = None,
+             log_lines: list[str] | None = None) -> Workflow:
     raw: dict[str, Any] = {"steps": steps}
     if timeout is not None:
         raw["timeout"] = timeout
-    lines: list[str] = []
-    logger = Logger("wf", sink=lines.append)
-    wf = Workflow("wf", parse_workflow(raw, "spec.workflow"), caller, logger,
-                  None if observed is None else lambda s, d: observed.append((s, d)))
-    wf.log_lines = lines  # type: ignore[attr-defined]
-    return wf
+    logger = Logger("wf", sink=(log_lines if log_lines is not None else []).append)
+    return Workflow("wf", parse_workflow(raw, "spec.workflow"), caller, logger,
+                    None if observed is None else lambda s, d: observed.append((s, d)))
 
 
 def test_each_output_is_the_next_input_and_the_last_response_wins() -> None:
     caller = FakeCaller(upper=upper, exclaim=exclaim)
     observed: list[tuple[str, float]] = []
+    lines: list[str] = []
     wf = workflow(caller, [{"name": "one", "function": "upper"},
                            {"name": "two", "function": "exclaim", "method": "put",
-                            "path": "/loud?n=2"}], observed=observed)
+                            "path": "/loud?n=2"}], observed=observed, log_lines=lines)
     result = asyncio.run(wf.run(request(), 10))
     assert (result.status, result.body, result.content_type) == (201, b"HELLO!", "text/x-loud")
     assert result.headers["X-Step"] == "exclaim" and result.event_id == "ev-1"
@@ -89,7 +88,10 @@ def test_each_output_is_the_next_input_and_the_last_response_wins() -> None:
     assert second.headers == {"X-User": "u1", "Content-Type": "text/x-upper"}
     assert first.id != second.id != "ev-1"
     assert [name for name, _ in observed] == ["one", "two"]
-    assert [json.loads(line)["with"]["step"] for line in wf.log_lines] == ["one", "two"]  # type: ignore[attr-defined]
+    logged = [json.loads(line)["with"] for line in lines]
+    assert [(r["workflow"], r["step"], r["status"]) for r in logged] == [("wf", "one", 200),
+                                                                         ("wf", "two", 201)]
+    assert all(isinstance(r["ms"], float) for r in logged)
 
 
 def test_a_failing_step_stops_the_chain() -> None:
@@ -137,6 +139,16 @@ def test_no_timeout_anywhere_means_none() -> None:
     caller = FakeCaller(upper=upper)
     asyncio.run(workflow(caller, [{"name": "a", "function": "upper"}]).run(request(), None))
     assert caller.calls[0][2] is None
+
+
+def test_a_nested_workflows_headers_are_replaced_not_duplicated() -> None:
+    inner = RawResponse(200, {"server-timing": "x;dur=1", "x-workflow-failed-step": "old"},
+                        b"ok", "text/plain")
+    caller = FakeCaller(inner=lambda e: inner)
+    result = asyncio.run(workflow(caller, [{"name": "s", "function": "inner"}]).run(request(),
+                                                                                     5))
+    timing = [k for k in result.headers if k.lower() == "server-timing"]
+    assert timing == ["Server-Timing"] and result.headers["Server-Timing"].startswith("s;dur=")
 
 
 def test_unreachable_step_is_a_failed_step() -> None:
