@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -321,15 +322,15 @@ class Metrics:
         return SinkMetrics(self._sink_items,
                            [self.function_name, trigger_kind, trigger_name, sink_kind])
 
-    _workflow_steps: _WorkflowStepCollector | None = None
-
     def workflow_step(self, workflow: str, step: str, seconds: float) -> None:
         """One workflow step's duration as the workflow saw it (call included), exported
-        from the first observation: most functions are not workflows."""
-        if self._workflow_steps is None:
-            self._workflow_steps = _WorkflowStepCollector()
-            self.registry.register(self._workflow_steps)
-        self._workflow_steps.observe((self.function_name, workflow, step), seconds)
+        from the first observation: most functions are not workflows. One collector per
+        registry, so hosted functions' views of one registry share it."""
+        collector = _WORKFLOW_STEPS.get(self.registry)
+        if collector is None:
+            collector = _WORKFLOW_STEPS[self.registry] = _WorkflowStepCollector()
+            self.registry.register(collector)
+        collector.observe((self.function_name, workflow, step), seconds)
 
 
 class _WorkflowStepCollector(Collector):
@@ -352,3 +353,7 @@ class _WorkflowStepCollector(Collector):
         for labels, histogram in self.steps.items():
             family.add_metric(list(labels), histogram.buckets(), histogram.sum)
         yield family
+
+
+_WORKFLOW_STEPS: weakref.WeakKeyDictionary[CollectorRegistry, _WorkflowStepCollector] = \
+    weakref.WeakKeyDictionary()

@@ -20,3 +20,18 @@ def test_workflow_step_histogram_is_exported_with_its_labels() -> None:
             'step="rotate",workflow="chain"} 1.0') in text
     assert "# TYPE nuclio_processor_workflow_step_duration_seconds histogram" in text
     assert 'step="shrink"' in text
+
+
+def test_views_of_one_registry_share_one_family() -> None:
+    """A processor hosting several functions gives each a copy of one Metrics (same
+    registry): two workflows must still make one family, not two with the same name."""
+    import copy
+
+    metrics = Metrics("first")
+    second = copy.copy(metrics)
+    second.function_name = "second"
+    metrics.workflow_step("first", "a", 0.01)
+    second.workflow_step("second", "b", 0.01)
+    text = generate_latest(metrics.registry).decode()
+    assert text.count("# TYPE nuclio_processor_workflow_step_duration_seconds ") == 1
+    assert 'function="first"' in text and 'function="second",le="+Inf",step="b"' in text
