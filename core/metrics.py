@@ -226,6 +226,32 @@ class _FrameCollector(Collector):
                     latency)
 
 
+class _WorkflowStepCollector(Collector):
+    """``nuclio_processor_workflow_step_duration_seconds{function,workflow,step}``, one
+    lock-free histogram per step (observed on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, str, str], LatencyHistogram] = {}
+
+    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
+        histogram = self.steps.get(labels)
+        if histogram is None:
+            histogram = self.steps[labels] = LatencyHistogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("nuclio_processor_workflow_step_duration_seconds",
+                                       "Duration of each workflow step, call included",
+                                       labels=["function", "workflow", "step"])
+        for labels, histogram in self.steps.items():
+            family.add_metric(list(labels), histogram.buckets(), histogram.sum)
+        yield family
+
+
+_WORKFLOW_STEPS: weakref.WeakKeyDictionary[CollectorRegistry, _WorkflowStepCollector] = \
+    weakref.WeakKeyDictionary()
+
+
 class TriggerMetrics:
     """What a trigger observes itself: request latency and rejections."""
 
@@ -332,28 +358,3 @@ class Metrics:
             self.registry.register(collector)
         collector.observe((self.function_name, workflow, step), seconds)
 
-
-class _WorkflowStepCollector(Collector):
-    """``nuclio_processor_workflow_step_duration_seconds{function,workflow,step}``, one
-    lock-free histogram per step (observed on the event loop only)."""
-
-    def __init__(self) -> None:
-        self.steps: dict[tuple[str, str, str], LatencyHistogram] = {}
-
-    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
-        histogram = self.steps.get(labels)
-        if histogram is None:
-            histogram = self.steps[labels] = LatencyHistogram(LATENCY_BUCKETS)
-        histogram.observe(seconds)
-
-    def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily("nuclio_processor_workflow_step_duration_seconds",
-                                       "Duration of each workflow step, call included",
-                                       labels=["function", "workflow", "step"])
-        for labels, histogram in self.steps.items():
-            family.add_metric(list(labels), histogram.buckets(), histogram.sum)
-        yield family
-
-
-_WORKFLOW_STEPS: weakref.WeakKeyDictionary[CollectorRegistry, _WorkflowStepCollector] = \
-    weakref.WeakKeyDictionary()
