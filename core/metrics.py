@@ -357,4 +357,3 @@ class Metrics:
             collector = _WORKFLOW_STEPS[self.registry] = _WorkflowStepCollector()
             self.registry.register(collector)
         collector.observe((self.function_name, workflow, step), seconds)
-
