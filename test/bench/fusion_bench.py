@@ -48,6 +48,7 @@ from test.workflow_support import (
 )
 
 TRIVIAL = ("t1", "t2", "t3")
+WAYS = ("(a) piped", "(b) remote", "(c) fused")
 HANDLERS = {"async": "async def handler(context, event):\n    return event.body\n",
             "process": "def handler(context, event):\n    return event.body\n",
             "thread": "def handler(context, event):\n    return event.body\n"}
@@ -210,8 +211,7 @@ async def same_outputs(table: dict[str, Setup]) -> None:
     """The three ways must give the same bytes, or the timings compare different work."""
     async with aiohttp.ClientSession() as session:
         for chain in ("trivial", "image"):
-            outputs = {await table[f"{chain} ({x})"].send(session) for x in
-                       ("a) piped", "b) remote", "c) fused")}
+            outputs = {await table[f"{chain} {way}"].send(session) for way in WAYS}
             if len(outputs) != 1:
                 raise SystemExit(f"{chain}: the three setups answered differently")
 
@@ -255,9 +255,9 @@ def main() -> None:
     print(f"image_p50_fused_vs_piped: {p50('image (c) fused') / p50('image (a) piped'):.2f} "
           f"(target {IMAGE_P50_TARGET})")
     for chain in ("image", "trivial"):
-        for other in ("a) piped", "b) remote"):
-            ratio = cpu(f"{chain} (c) fused") / cpu(f"{chain} ({other})")
-            print(f"{chain}_cpu_fused_vs_{other[3:]}: {ratio:.2f} (target <{CPU_TARGET})")
+        for other in WAYS[:2]:
+            ratio = cpu(f"{chain} (c) fused") / cpu(f"{chain} {other}")
+            print(f"{chain}_cpu_fused_vs_{other[4:]}: {ratio:.2f} (target <{CPU_TARGET})")
 
 
 if __name__ == "__main__":

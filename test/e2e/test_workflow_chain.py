@@ -212,11 +212,20 @@ def test_image_chain_fused_apart_and_piped_are_byte_identical(tmp_path: Path) ->
     finally:
         for proc in (*steps, workflow):
             proc.stop()
+    # Fused, beside a fourth function whose module is also main.py and whose (async)
+    # handler is imported into the processor itself: Nuclio functions are main:handler
+    # by convention, and each must keep running its own main.py.
+    echo_port = free_port()
+    function_folder(tmp_path / "chain", function_yaml(
+        "echo", echo_port, handler="main:handler", runtime_attributes={"workerKind": "async"}))
+    (tmp_path / "chain" / "echo" / "main.py").write_text(
+        "async def handler(context, event):\n    return event.body\n")
     fused = Processor([tmp_path / "chain"], tmp_path / "p-fused", front_door=True)
     try:
         fused.wait_ready()
         together = _post(f"http://127.0.0.1:{ports['chain']}/", image)
         door = _post(fused.front_door("chain"), image)
+        assert _post(f"http://127.0.0.1:{echo_port}/", b"echo").content == b"echo"
     finally:
         fused.stop()
     assert piped == apart.content == together.content == door.content
