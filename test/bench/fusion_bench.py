@@ -118,10 +118,12 @@ async def measure(setup: Setup, requests: int) -> None:
 
 
 def trivial_folder(parent: Path, name: str, port: int, kind: str) -> Path:
-    path = function_folder(parent, function_yaml(name, port, handler="main:handler",
+    # Not main.py: the image functions' module is main, and what is measured here is the
+    # hop, not module isolation (test_workflow_chain.py checks that).
+    path = function_folder(parent, function_yaml(name, port, handler="passthrough:handler",
                                                  workers=4 if kind != "process" else 2,
                                                  runtime_attributes={"workerKind": kind}))
-    (path.parent / "main.py").write_text(HANDLERS[kind])
+    (path.parent / "passthrough.py").write_text(HANDLERS[kind])
     return path
 
 
