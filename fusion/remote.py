@@ -19,7 +19,6 @@ from yarl import URL
 
 from fusion.calls import (
     CALL_DEPTH_HEADER,
-    DEFAULT_MAX_CALL_DEPTH,
     TARGET_HEADER,
     call_depth,
     env_url,
@@ -67,7 +66,9 @@ class RemoteCaller:
     """``fusion.calls.Caller`` over HTTP to functions hosted by other processors."""
 
     def __init__(self, addresses: dict[str, str], namespace: str,
-                 max_depth: int = DEFAULT_MAX_CALL_DEPTH) -> None:
+                 max_depth: int | None = None) -> None:
+        """``max_depth``: refuse (508) calls deeper than this; None leaves the check to the
+        caller in front (the processor's, which knows the configured limit)."""
         self._addresses = dict(addresses)
         self._namespace = namespace
         self._max_depth = max_depth
@@ -109,7 +110,7 @@ class RemoteCaller:
         return base.update_query(query) if query else base
 
     async def call(self, name: str, event: RawEvent, timeout: float | None) -> RawResponse:
-        if call_depth(event.headers) + 1 > self._max_depth:
+        if self._max_depth is not None and call_depth(event.headers) + 1 > self._max_depth:
             return loop_detected(name, self._max_depth)
         try:
             url = self.url(name, event)
