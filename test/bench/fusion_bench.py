@@ -4,8 +4,8 @@
 Run as ``python test/bench/fusion_bench.py [--requests 200 --rounds 3]`` (needs the
 multi-function processor). Two chains: three trivial handlers (the body passed
 on unchanged; ``--kind`` picks their worker kind) and the image chain of
-``examples/chain`` (transpose, grayscale, thumbnail on a 640x480 JPEG). Each runs
-(a) piped through the client: three processors, the client posting each
+``examples/chain`` (transpose, grayscale, thumbnail on a 640x480 JPEG; ``--image``
+changes the size). Each runs (a) piped through the client: three processors, the client posting each
 output to the next; (b) as a workflow in its own processor calling the three
 over HTTP; (c) as the same workflow fused with the three in one processor.
 
@@ -182,8 +182,9 @@ def start_all(tmp: Path, kind: str) -> tuple[list[Processor], dict[str, str]]:
     return procs, urls
 
 
-def setups(procs: list[Processor], urls: dict[str, str]) -> dict[str, Setup]:
-    image, text = sample_jpeg(), b"ping"
+def setups(procs: list[Processor], urls: dict[str, str], size: tuple[int, int]
+           ) -> dict[str, Setup]:
+    image, text = sample_jpeg(*size), b"ping"
     steps_apart = procs[:6]  # transpose, grayscale, thumbnail, t1, t2, t3
     image_apart = [p.proc.pid for p in steps_apart[:3]]
     trivial_apart = [p.proc.pid for p in steps_apart[3:]]
@@ -224,12 +225,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kind", choices=sorted(HANDLERS), default="async",
                         help="worker kind of the trivial handlers (default: %(default)s)")
+    parser.add_argument("--image", default="640x480",
+                        help="size of the image sent through the image chain (WxH); the "
+                             "smaller, the larger the share of the hops in a chain's time")
     args = parser.parse_args()
+    width, _, height = args.image.partition("x")
+    size = (int(width), int(height))
     tmp = Path(tempfile.mkdtemp(prefix="fusion-bench-"))
     procs: list[Processor] = []
     try:
         procs, urls = start_all(tmp, args.kind)
-        table = setups(procs, urls)
+        table = setups(procs, urls, size)
         asyncio.run(same_outputs(table))
         for _ in range(args.rounds):
             for setup in table.values():
@@ -238,7 +244,7 @@ def main() -> None:
         for proc in procs:
             proc.stop()
     print(f"machine: {machine()}; {args.rounds} rounds x {args.requests} chains, one at a "
-          f"time; trivial handlers: {args.kind} workers")
+          f"time; trivial handlers: {args.kind} workers; image {args.image}")
     print(f"{'setup':<24} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms/chain':>13}")
     for setup in table.values():
         print(f"{setup.name:<24} {setup.p(0.5):>9.3f} {setup.p(0.99):>9.3f} "
