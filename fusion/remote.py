@@ -117,11 +117,15 @@ class RemoteCaller:
         except ValueError as exc:
             return error_response(502, f"function {name!r} has an invalid address: "
                                        f"{type(exc).__name__}")
+        headers = self.request_headers(name, event)
+        if url.user is not None:
+            # Credentials in the address are for the callee; the client's are not (and
+            # aiohttp refuses both at once).
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         session = self._open()
         try:
             async with session.request(
-                    event.method or "POST", url, data=event.body,
-                    headers=self.request_headers(name, event),
+                    event.method or "POST", url, data=event.body, headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout),
                     allow_redirects=False) as reply:
                 body = await reply.read()
@@ -129,7 +133,7 @@ class RemoteCaller:
                                    reply.headers.get("Content-Type", ""))
         except TimeoutError:
             return timed_out(name, timeout)
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: bad header
             host = f"{url.host}:{url.port}" if url.host else "?"
             return error_response(502, f"function {name!r} is unreachable at {host}: "
                                        f"{_reason(exc)}")

@@ -9,6 +9,7 @@ connection must be reused across calls, or each hop pays a TCP handshake.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -84,6 +85,16 @@ def test_event_reaches_the_callee_as_sent(callee: str) -> None:
     parent, child = parse(TRACE), parse(headers["traceparent"])
     assert parent is not None and child is not None
     assert child[0] == parent[0] and child[1] != parent[1]  # same trace, new span
+
+
+def test_credentials_in_the_address_replace_the_clients(callee: str) -> None:
+    with_user = callee.replace("http://", "http://fn:pw@")
+    caller = RemoteCaller({"callee": with_user}, "default")
+    (reply,) = run(caller, ("callee", event("/echo", headers={"Authorization": "Bearer x"}),
+                            10))
+    assert reply.status == 200, reply.body
+    assert json.loads(reply.body)["headers"]["authorization"] == \
+        "Basic " + base64.b64encode(b"fn:pw").decode()
 
 
 def test_slow_callee_times_out_with_504(callee: str) -> None:
