@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -225,6 +226,32 @@ class _FrameCollector(Collector):
                     latency)
 
 
+class _WorkflowStepCollector(Collector):
+    """``nuclio_processor_workflow_step_duration_seconds{function,workflow,step}``, one
+    lock-free histogram per step (observed on the event loop only)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, str, str], LatencyHistogram] = {}
+
+    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
+        histogram = self.steps.get(labels)
+        if histogram is None:
+            histogram = self.steps[labels] = LatencyHistogram(LATENCY_BUCKETS)
+        histogram.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("nuclio_processor_workflow_step_duration_seconds",
+                                       "Duration of each workflow step, call included",
+                                       labels=["function", "workflow", "step"])
+        for labels, histogram in self.steps.items():
+            family.add_metric(list(labels), histogram.buckets(), histogram.sum)
+        yield family
+
+
+_WORKFLOW_STEPS: weakref.WeakKeyDictionary[CollectorRegistry, _WorkflowStepCollector] = \
+    weakref.WeakKeyDictionary()
+
+
 class TriggerMetrics:
     """What a trigger observes itself: request latency and rejections."""
 
@@ -331,6 +358,15 @@ class Metrics:
         return SinkMetrics(self._sink_items,
                            [self.function_name, trigger_kind, trigger_name, sink_kind])
 
+    def workflow_step(self, workflow: str, step: str, seconds: float) -> None:
+        """One workflow step's duration as the workflow saw it (call included), exported
+        from the first observation: most functions are not workflows. One collector per
+        registry, so hosted functions' views of one registry share it."""
+        collector = _WORKFLOW_STEPS.get(self.registry)
+        if collector is None:
+            collector = _WORKFLOW_STEPS[self.registry] = _WorkflowStepCollector()
+            self.registry.register(collector)
+        collector.observe((self.function_name, workflow, step), seconds)
 
 _OWN = frozenset({"function_name", "namespace", "instance", "_root"})
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from fusion.calls import (
     timed_out,
     unknown_function,
 )
+from fusion.remote import RemoteCaller
 from fusion.tracing import next_hop_headers
 from runtime.events import RawEvent, new_event_id
 from runtime.function import Result
@@ -140,18 +140,11 @@ def address_known(addresses: dict[str, str]) -> Callable[[str], bool]:
     return lambda name: name in addresses or env_url(name) is not None or cluster
 
 
-def remote_caller(addresses: dict[str, str], namespace: str, max_depth: int) -> Any:
-    """``fusion.remote.RemoteCaller`` (the workflow branch) when present, else the
-    minimal HTTP caller this branch carries until the two are merged."""
-    try:
-        module = importlib.import_module("fusion.remote")
-    except ModuleNotFoundError:
-        module = importlib.import_module("fusion.remote_fallback")
-    return module.RemoteCaller(addresses, namespace, max_depth)
+def remote_caller(addresses: dict[str, str], namespace: str, max_depth: int) -> RemoteCaller:
+    """The caller for functions hosted elsewhere (it connects on first use)."""
+    return RemoteCaller(addresses, namespace, max_depth)
 
 
-async def close_remote(remote: Any) -> None:
-    close = getattr(remote, "close", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()
+async def close_remote(remote: RemoteCaller) -> None:
+    with contextlib.suppress(Exception):
+        await remote.close()

@@ -20,8 +20,8 @@ from core.metrics import Metrics
 from core.sink import Sink, SinkSpec
 from fusion.calls import Caller
 from fusion.local import LocalTarget
-from fusion.workflow_pool import build_workflow_pool, check_targets
-from fusion.workflow_pool import parse as parse_workflow
+from fusion.workflow_config import WorkflowSpec, check_targets, parse_workflow
+from fusion.workflow_pool import build_workflow_pool
 from processor.startup import function_settings
 from processor.status.document import FunctionInfo
 from runtime.function import FunctionSettings
@@ -48,7 +48,7 @@ class HostedFunction:
         self.config = config
         # Workflow steps call through it (filled with every hosted function after build).
         self._caller = caller
-        self.workflow: Any = None  # fusion.workflow_config.WorkflowSpec
+        self.workflow: WorkflowSpec | None = None
         self.name = config.function.metadata.name
         self.metrics = metrics
         self.logger = logger
@@ -93,7 +93,7 @@ class HostedFunction:
                 self.logger.warn_with(warning, trigger=trig.name)
             attrs_path = f"{trig.yaml_path}.attributes"
             if self.workflow is not None:
-                pool = self._workflow_pool(trig)
+                pool = self._workflow_pool(trig, self.workflow)
             else:
                 pool, loaded = self._pool(trig, loaded)
             self.metrics.add_pool(trig.kind, trig.name, pool)
@@ -147,12 +147,15 @@ class HostedFunction:
                 "by another function; thread and async workers share one interpreter, so "
                 "rename the module or use workerKind: process")
 
-    def _workflow_pool(self, trig: ResolvedTrigger) -> WorkerPool:
+    def _workflow_pool(self, trig: ResolvedTrigger, workflow: WorkflowSpec) -> WorkerPool:
         spec = self.config.function.spec
-        step = getattr(self.metrics, "workflow_step", None)  # from the workflow branch
-        observe = (lambda name, seconds: step(self.name, name, seconds)) if step else None
+        step = self.metrics.workflow_step
+
+        def observe(name: str, seconds: float) -> None:
+            step(self.name, name, seconds)
+
         return build_workflow_pool(
-            self.name, self.workflow, f"{self.where}spec.workflow", self._caller, self.logger,
+            self.name, workflow, self._caller, self.logger,
             observe, pool_name=trig.name, size=trig.num_workers,
             availability_timeout=trig.availability_timeout,
             event_timeout=spec.eventTimeout or None,
