@@ -8,8 +8,6 @@ With several, every YAML path in an error starts with the function's file.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +114,6 @@ class HostedFunction:
         kind = resolve_kind(spec.runtimeAttributes.workerKind, settings)
         self.worker_kind = kind
         if kind != "process" and loaded is None:
-            self._check_module_not_shadowed()
             try:
                 loaded = load_handler(spec.handler, self.config.function_dir)
             except HandlerLoadError as exc:
@@ -130,22 +127,6 @@ class HostedFunction:
         except WorkerKindError as exc:
             raise ConfigError(f"{self.where}spec.runtimeAttributes.workerKind: {exc}") from None
         return pool, loaded
-
-    def _check_module_not_shadowed(self) -> None:
-        """In-process workers share ``sys.modules``: with several functions, a handler
-        module whose name another function loaded from another folder would silently be
-        that other function's code. Refused, naming both files."""
-        if not self.where:
-            return
-        top = self.config.function.spec.handler.split(":", 1)[0].split(".", 1)[0]
-        module = sys.modules.get(top)
-        origin = getattr(module, "__file__", None)
-        folder = os.path.abspath(self.config.function_dir) + os.sep
-        if origin and not os.path.abspath(origin).startswith(folder):
-            raise ConfigError(
-                f"{self.where}spec.handler: module {top!r} is already loaded from {origin} "
-                "by another function; thread and async workers share one interpreter, so "
-                "rename the module or use workerKind: process")
 
     def _workflow_pool(self, trig: ResolvedTrigger, workflow: WorkflowSpec) -> WorkerPool:
         spec = self.config.function.spec

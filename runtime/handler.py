@@ -6,10 +6,12 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 
@@ -80,11 +82,61 @@ def _search_first(function_dir: str) -> None:
         sys.path.insert(0, function_dir)
 
 
+def _provided_names(function_dir: str) -> set[str]:
+    """Top-level module names the function's directory provides (``x.py``, ``pkg/``)."""
+    names: set[str] = set()
+    try:
+        entries = list(os.scandir(function_dir))
+    except OSError:
+        return names
+    for entry in entries:
+        if entry.name.endswith(".py"):
+            names.add(entry.name[:-3])
+        elif entry.is_dir() and os.path.exists(os.path.join(entry.path, "__init__.py")):
+            names.add(entry.name)
+    return names
+
+
+def _foreign_modules(function_dir: str) -> dict[str, ModuleType]:
+    """Loaded modules that this function's directory would shadow, had it been imported
+    alone: another hosted function's ``main`` (and its siblings) loaded from elsewhere."""
+    folder = os.path.abspath(function_dir) + os.sep
+    provided = _provided_names(function_dir)
+    foreign = {}
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in provided:
+            origin = getattr(module, "__file__", None)
+            if origin and not os.path.abspath(origin).startswith(folder):
+                foreign[name] = module
+    return foreign
+
+
+def _import_own(module_name: str, function_dir: str) -> ModuleType:
+    """Imports the handler module as this function would alone. Several functions
+    hosted in one interpreter (thread and async workers) commonly all name their module
+    ``main``: the modules another function loaded under this function's names are set
+    aside for the import and put back after it, so each function runs its own code and
+    the first one loaded keeps the plain names in ``sys.modules``."""
+    _search_first(function_dir)
+    foreign = _foreign_modules(function_dir)
+    if not foreign:
+        return importlib.import_module(module_name)
+    for name in foreign:
+        del sys.modules[name]
+    tops = {name.partition(".")[0] for name in foreign} | {module_name.partition(".")[0]}
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        for name in [n for n in sys.modules if n.partition(".")[0] in tops]:
+            own = sys.modules.pop(name)
+            sys.modules[f"{name}@{function_dir}"] = own  # kept alive, out of the way
+        sys.modules.update(foreign)
+
+
 def load_handler(spec: str, function_dir: str) -> LoadedHandler:
     module_name, function_name = split_handler(spec)
-    _search_first(function_dir)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_own(module_name, function_dir)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or (exc.name and module_name.startswith(exc.name + ".")):
             raise HandlerLoadError(

@@ -148,18 +148,29 @@ def test_ready_is_503_while_one_function_is_still_initialising(
 
 def test_functions_keep_their_own_module_of_the_same_name(
         tmp_path: Path, start_fused: Callable[..., Fused]) -> None:
-    """``main.py`` in every folder, as Nuclio users write them: an async one loaded in the
-    processor does not stand in for a sync one (auto kind: process) in another folder."""
+    """``main.py`` (and a sibling ``helpers.py``) in every folder, as Nuclio users write
+    them: in-process functions (async, thread) each run their own module and helpers
+    although they share one interpreter, and a module loaded in the processor does not
+    stand in for a process worker's own (auto kind: process)."""
     configs = {"alpha": fn("alpha", "main:handler"), "beta": fn("beta", "main:handler"),
-               "gamma": fn("gamma", "main:handler")}
-    sources = {"alpha": "async def handler(context, event):\n    return 'alpha'\n",
+               "gamma": fn("gamma", "main:handler"),
+               "delta": fn("delta", "main:handler", kind="async"),
+               "epsilon": fn("epsilon", "main:handler", kind="thread")}
+    with_helpers = "import helpers\n\n"
+    sources = {"alpha": with_helpers + "async def handler(context, event):\n"
+                                       "    return helpers.WORD\n",
                "beta": "def handler(context, event):\n    return 'beta'\n",
-               "gamma": "def handler(context, event):\n    return 'gamma'\n"}
+               "gamma": "def handler(context, event):\n    return 'gamma'\n",
+               "delta": with_helpers + "async def handler(context, event):\n"
+                                       "    return helpers.WORD\n",
+               "epsilon": with_helpers + "def handler(context, event):\n"
+                                         "    return helpers.WORD\n"}
     for name, config in configs.items():
         folder = tmp_path / "fns" / name
         folder.mkdir(parents=True)
         (folder / "function.yaml").write_text(yaml.safe_dump(config))
         (folder / "main.py").write_text(sources[name])
+        (folder / "helpers.py").write_text(f"WORD = {name!r}\n")
     platform = fusion_platform(tmp_path)
     processor = Fused([tmp_path / "fns"], platform, tmp_path, function_dir=None)
     try:
@@ -170,6 +181,7 @@ def test_functions_keep_their_own_module_of_the_same_name(
         status = requests.get(f"http://127.0.0.1:{processor.health_port}/api/status",
                               timeout=10).json()
         assert {f["name"]: f["worker_kind"] for f in status["functions"]} == {
-            "alpha": "async", "beta": "process", "gamma": "process"}
+            "alpha": "async", "beta": "process", "gamma": "process", "delta": "async",
+            "epsilon": "thread"}
     finally:
         processor.stop()
