@@ -110,25 +110,3 @@ def test_an_empty_config_directory_is_a_config_error(tmp_path: Path) -> None:
     run = _run([tmp_path / "nothing"], platform)
     assert_config_failure(run, [str(tmp_path / "nothing"), "function.yaml"],
                           _ports(platform))
-
-
-def test_two_thread_functions_with_one_module_name_are_refused(tmp_path: Path) -> None:
-    """Each function's handler comes from its own folder; in-process workers share
-    sys.modules, so a second ``main`` from another folder would be the first one's code."""
-    configs = []
-    for name in ("first", "second"):
-        config = fn(name, "main:handler", kind="thread")
-        folder = tmp_path / "fns" / name
-        folder.mkdir(parents=True)
-        (folder / "function.yaml").write_text(yaml.safe_dump(config))
-        (folder / "main.py").write_text(f"def handler(context, event):\n    return {name!r}\n")
-        configs.append(config)
-    platform = fusion_platform(tmp_path)
-    value = uuid.uuid4().hex
-    result = run_processor_once(["--config", str(tmp_path / "fns"), "--platform-config",
-                                 str(platform), "--listen-host", "127.0.0.1"],
-                                env={MARKER_VAR: value})
-    assert_config_failure(Run(result, f"{MARKER_VAR}={value}"),
-                          [str(tmp_path / "fns" / "second" / "function.yaml"), "'main'",
-                           str(tmp_path / "fns" / "first" / "main.py"), "workerKind: process"],
-                          _ports(platform, *configs))
