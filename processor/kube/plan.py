@@ -27,6 +27,7 @@ from core.function_config import (
     load_function_config,
     load_platform_config,
 )
+from fusion.workflow_config import parse_workflow
 from invocations.config import DEFAULT_DIRECTORY, NatsSettings
 from invocations.config import AsyncSettings as InvocationSettings
 from runtime.handler import HandlerLoadError, check_module_exists, split_handler
@@ -35,7 +36,7 @@ from triggers.registry import configured_trigger
 
 # spec keys the processor's model reads (kept in the ConfigMap, used by the processor).
 MODEL_KEYS = {"handler", "runtime", "description", "env", "triggers", "eventTimeout",
-              "disableDefaultHTTPTrigger", "runtimeAttributes", "build"}
+              "disableDefaultHTTPTrigger", "runtimeAttributes", "build", "workflow"}
 # Nuclio deployer keys rendered into the manifests.
 DEPLOYER_KEYS = {"image", "imagePullPolicy", "imagePullSecrets", "replicas", "minReplicas",
                  "maxReplicas", "targetCPU", "resources", "nodeSelector", "nodeName",
@@ -209,6 +210,9 @@ def _code_file(loaded: LoadedConfig, code_in_image: bool, warnings: list[str]) -
     a handler module that cannot be found is a config error (unless the code is baked
     into the image, which this machine cannot see)."""
     spec = loaded.function.spec
+    if spec.workflow is not None and not spec.handler:
+        parse_workflow(spec.workflow, "spec.workflow")  # the processor's own check
+        return None  # a workflow function has no code of its own
     if spec.build.functionSourceCode or code_in_image:
         return None
     try:

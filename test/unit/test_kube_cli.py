@@ -82,3 +82,22 @@ def test_dockerfile_ships_every_package_and_lints_clean() -> None:
     result = subprocess.run([hadolint, str(ROOT / "docker/Dockerfile")], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_functions_render_without_code_and_bad_steps_fail(tmp_path: Path) -> None:
+    """examples/chain rendered apart: four Deployments; the workflow has no handler code
+    (its ConfigMap carries only the YAML) and a broken workflow is the processor's error."""
+    out = tmp_path / "chain"
+    ok = _cli("render", "--config", str(EXAMPLES / "chain"), "-o", str(out), "--strict")
+    assert ok.returncode == 0, ok.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chain.yaml", "grayscale.yaml", "thumbnail.yaml", "transpose.yaml"]
+    docs = list(yaml.safe_load_all((out / "chain.yaml").read_text()))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["ConfigMap", "Deployment", "Service"]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert not any(key.endswith(".py") for key in config_map["data"]), config_map["data"].keys()
+    config = yaml.safe_load((EXAMPLES / "chain/chain/function.yaml").read_text())
+    config["spec"]["workflow"]["steps"] = []
+    bad = _cli("render", "--config", _write(tmp_path / "f.yaml", config))
+    assert bad.returncode == 2 and "spec.workflow" in bad.stderr, bad.stderr
