@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from test.conftest import FUNCTIONS, ROOT, processor_command
-from test.support import free_port, platform_config, stop_process
+from test.support import free_port, platform_config, stop_process, wait_ready
 
 
 def fn(name: str, handler: str, *, kind: str = "auto", workers: int = 1,
@@ -132,19 +130,8 @@ class Fused:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 40.0) -> Fused:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"processor exited with {self.proc.returncode}:\n"
-                                     f"{self.logs[-4000:]}")
-            try:
-                ready = requests.get(f"http://127.0.0.1:{self.health_port}/ready", timeout=1)
-                if ready.status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"processor not ready within {timeout}s:\n{self.logs[-4000:]}")
+        wait_ready(self.proc, self.health_port, lambda: self.logs, timeout)
+        return self
 
     def stop(self) -> int:
         stop_process(self.proc, 15.0)

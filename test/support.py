@@ -67,3 +67,22 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str,
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})\n"
                          f"{logs()[-4000:]}")
+
+
+def wait_ready(proc: subprocess.Popen[Any], health_port: int, logs: Callable[[], str],
+               timeout: float = 40.0) -> None:
+    """Until ``/ready`` on the health port answers 200; fails with the log tail when the
+    processor exits first or the time runs out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"processor exited with {proc.returncode}:\n{logs()[-4000:]}")
+        try:
+            if requests.get(f"http://127.0.0.1:{health_port}/ready", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"processor not ready within {timeout}s:\n{logs()[-4000:]}")

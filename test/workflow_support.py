@@ -14,14 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
 
-from test.support import free_port, platform_config, stop_process
+from test.support import free_port, platform_config, stop_process, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "test" / "functions"
@@ -119,19 +118,8 @@ class Processor:
         return f"http://127.0.0.1:{self.front_door_port}/function/{name}{path}"
 
     def wait_ready(self, timeout: float = 40.0) -> Processor:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"processor exited with {self.proc.returncode}:\n"
-                                     f"{self.logs[-4000:]}")
-            try:
-                ready = requests.get(f"http://127.0.0.1:{self.health_port}/ready", timeout=1)
-                if ready.status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"processor not ready within {timeout}s:\n{self.logs[-4000:]}")
+        wait_ready(self.proc, self.health_port, lambda: self.logs, timeout)
+        return self
 
     def metrics(self) -> str:
         return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text

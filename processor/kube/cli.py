@@ -9,11 +9,11 @@ answer, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
 from core.config import ConfigError
+from core.function_set import config_files
 from processor.kube.envoy import EnvoyOptions
 from processor.kube.render import RenderOptions, render, to_yaml
 from processor.kube.workload import DEFAULT_IMAGE
@@ -83,21 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_files(given: list[str]) -> list[str]:
-    """``--config FILE`` as is; ``--config DIR`` is every ``DIR/*/function.yaml``, as the
-    processor's several-functions form reads it."""
-    files = []
-    for path in given:
-        if os.path.isdir(path):
-            found = sorted(glob.glob(os.path.join(path, "*", "function.yaml")))
-            if not found:
-                raise ConfigError(f"--config: {path} has no */function.yaml")
-            files.extend(found)
-        else:
-            files.append(path)
-    return files
-
-
 def _render(args: argparse.Namespace) -> int:
     options = RenderOptions(
         image=args.image, namespace=args.namespace, function_dir=args.function_dir,
@@ -106,7 +91,7 @@ def _render(args: argparse.Namespace) -> int:
                            upstream=args.envoy_upstream))
     outputs: list[tuple[str, str]] = []
     try:
-        for path in _config_files(args.config):
+        for path in config_files(args.config):
             rendered = render(path, args.platform_config, options)
             for warning in rendered.warnings:
                 print(f"warning: {path}: {warning}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from test.fusion_support import Fused, fn, fusion_platform, port_of, write_functions
+from test.fusion_support import Fused, fn, fusion_platform, log_records, port_of, write_functions
 
 CALLERS = {"caller-process": ("fusion_fns:caller", "process"),
            "caller-thread": ("fusion_fns:caller", "thread"),
@@ -150,25 +150,13 @@ def test_the_trace_id_is_kept_across_hops_and_logged_on_each(world: dict[str, An
         child = described["body"]["traceparent"]
         assert child.startswith(f"00-{trace}-") and child != parent
     for name in ("local", "apart", "callees"):
-        records = [r for r in _records(world[name].logs)
+        records = [r for r in log_records(world[name].logs)
                    if r.get("with", {}).get("trace_id") == trace]
         assert records, f"no log line of {name} carries the trace id"
-    local = [r for r in _records(world["local"].logs)
+    local = [r for r in log_records(world["local"].logs)
              if r.get("with", {}).get("trace_id") == trace]
     names = {r["name"] for r in local}
     assert {"caller-process", "processor"} <= names
-    callee_lines = [r for r in _records(world["callees"].logs)
+    callee_lines = [r for r in log_records(world["callees"].logs)
                     if r.get("with", {}).get("trace_id") == trace]
     assert any(r["name"] == "echo-async" for r in callee_lines + local)
-
-
-def _records(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
