@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
+from fusion.tracing import next_hop_headers
 from runtime.events import RawEvent
 from runtime.responses import RawResponse, error_response
 
@@ -35,7 +36,7 @@ class Caller(Protocol):
         ...
 
 
-def header(headers: dict[str, str], name: str) -> str | None:
+def header(headers: dict[str, Any], name: str) -> str | None:
     """A header's value whatever its case (events keep the sender's spelling)."""
     lowered = name.lower()
     for key, value in headers.items():
@@ -44,13 +45,24 @@ def header(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
-def call_depth(headers: dict[str, str]) -> int:
+def call_depth(headers: dict[str, Any]) -> int:
     """How many calls led to the request with these headers (0 for an outside request)."""
     raw = header(headers, CALL_DEPTH_HEADER)
     try:
         return max(0, int(raw)) if raw is not None else 0
     except ValueError:
         return 0
+
+
+def hop_headers(name: str, headers: dict[str, Any]) -> dict[str, Any]:
+    """The callee's headers, local or remote alike: a child traceparent, the call depth
+    one up, and ``X-Nuclio-Target`` naming the callee (a passed-through request's
+    target names whoever it was sent to, not this callee)."""
+    skip = (CALL_DEPTH_HEADER.lower(), TARGET_HEADER.lower())
+    out = {k: v for k, v in next_hop_headers(headers).items() if k.lower() not in skip}
+    out[CALL_DEPTH_HEADER] = str(call_depth(headers) + 1)
+    out[TARGET_HEADER] = name
+    return out
 
 
 def loop_detected(name: str, limit: int) -> RawResponse:

@@ -14,7 +14,6 @@ its first trigger), named as that trigger. An unknown name is a 404 that lists n
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
@@ -26,10 +25,12 @@ from core.http_server import BodyError, BoundHTTPServer, json_error, read_body
 from core.sockets import bind_socket
 from fusion.local import LocalTarget
 from invocations.config import AsyncSettings
-from runtime.events import RawEvent, new_event_id
-from runtime.logger import Logger, event_headers, parse_level
+from invocations.endpoint import AsyncEndpoint
+from invocations.routes import AsyncRoutes
+from invocations.service import AsyncService, acquire, release
+from runtime.logger import Logger, event_headers
 from runtime.pool import WorkerUnavailable
-from triggers.http import http_response
+from triggers.http import http_response, request_event
 
 SYNC_PREFIX = "/function/"
 ASYNC_PREFIX = "/async-function/"
@@ -47,9 +48,9 @@ class FrontDoor:
         self._async_config = async_config
         self._registry = registry
         self._server: BoundHTTPServer | None = None
-        self._endpoints: list[Any] = []  # invocations.endpoint.AsyncEndpoint
-        self._routes: Any = None  # invocations.routes.AsyncRoutes
-        self._service: Any = None
+        self._endpoints: list[AsyncEndpoint] = []
+        self._routes: AsyncRoutes | None = None
+        self._service: AsyncService | None = None
 
     def bind(self) -> None:
         self._server = BoundHTTPServer(self._handle,
@@ -58,10 +59,6 @@ class FrontDoor:
         self._bind_async()
 
     def _bind_async(self) -> None:
-        from invocations.endpoint import AsyncEndpoint
-        from invocations.routes import AsyncRoutes
-        from invocations.service import acquire
-
         settings = validate_model(AsyncSettings, {**self._async_config, "enabled": True},
                                   f"{YAML_PATH}.async")
         self._service = acquire(settings, f"{YAML_PATH}.async", self._logger)
@@ -95,8 +92,6 @@ class FrontDoor:
     async def close(self, timeout: float) -> None:
         if self._server is not None:
             await self._server.shutdown(1.0)
-        from invocations.service import release
-
         for endpoint in self._endpoints:
             await endpoint.close(timeout)
         if self._service is not None:
@@ -105,6 +100,7 @@ class FrontDoor:
     async def _handle(self, request: BaseRequest) -> web.StreamResponse:
         path = request.path
         if path.startswith(ASYNC_PREFIX):
+            assert self._routes is not None  # made in bind(), before the server listens
             return await self._routes.handle(request)
         if not path.startswith(SYNC_PREFIX):
             return json_error(404, "expected /function/<name> or /async-function/<name>")
@@ -116,14 +112,10 @@ class FrontDoor:
             body = await read_body(request, self._max_body)
         except BodyError as exc:
             return json_error(exc.status, str(exc))
-        headers = {str(k): v for k, v in request.headers.items()}
-        level = request.headers.get("X-Nuclio-Log-Level")
         url = request.raw_path[len(SYNC_PREFIX) + len(name):] or "/"
-        raw = RawEvent(new_event_id(), body, request.headers.get("Content-Type", ""), headers,
-                       dict(request.query) if request.query_string else {}, request.method,
-                       "/" + sub, url, time.time(), target.trigger_kind, target.trigger_name,
-                       parse_level(level) if level else None)
-        token = event_headers.set(headers)
+        raw = request_event(request, body, "/" + sub, url, target.trigger_kind,
+                            target.trigger_name)
+        token = event_headers.set(raw.headers)
         try:
             result = await target.submit(raw)
         except WorkerUnavailable as exc:

@@ -15,7 +15,6 @@ its late answer is dropped, so the callee's worker is not killed for the caller'
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,16 +22,13 @@ from typing import Any
 
 from fusion.calls import (
     CALL_DEPTH_HEADER,
-    TARGET_HEADER,
     Caller,
     call_depth,
-    env_url,
+    hop_headers,
     loop_detected,
     timed_out,
     unknown_function,
 )
-from fusion.remote import RemoteCaller
-from fusion.tracing import next_hop_headers
 from runtime.events import RawEvent, new_event_id
 from runtime.function import Result
 from runtime.logger import Logger, event_headers
@@ -51,16 +47,6 @@ class LocalTarget:
     trigger_kind: str
     trigger_name: str
     pool_size: int
-
-
-def hop_headers(name: str, headers: dict[str, Any]) -> dict[str, Any]:
-    """The callee's headers: a child traceparent, the call depth one up, the target."""
-    out = {k: v for k, v in next_hop_headers(headers).items()
-           if k.lower() != CALL_DEPTH_HEADER.lower()}
-    out[CALL_DEPTH_HEADER] = str(call_depth(headers) + 1)
-    if not any(k.lower() == TARGET_HEADER.lower() for k in out):
-        out[TARGET_HEADER] = name
-    return out
 
 
 def _drop_result(task: asyncio.Task[Any]) -> None:
@@ -130,21 +116,3 @@ class FunctionCaller:
 def in_cluster() -> bool:
     """Nuclio's default address (its Kubernetes service) only resolves in a cluster."""
     return "KUBERNETES_SERVICE_HOST" in os.environ
-
-
-def address_known(addresses: dict[str, str]) -> Callable[[str], bool]:
-    """A function not hosted here is called over HTTP when platform.yaml maps it, the
-    ``NUCLIO_FUNCTION_<NAME>_URL`` env var names it, or (in Kubernetes) at Nuclio's
-    default service address; otherwise a call answers 404 at once."""
-    cluster = in_cluster()
-    return lambda name: name in addresses or env_url(name) is not None or cluster
-
-
-def remote_caller(addresses: dict[str, str], namespace: str, max_depth: int) -> RemoteCaller:
-    """The caller for functions hosted elsewhere (it connects on first use)."""
-    return RemoteCaller(addresses, namespace, max_depth)
-
-
-async def close_remote(remote: RemoteCaller) -> None:
-    with contextlib.suppress(Exception):
-        await remote.close()

@@ -18,15 +18,13 @@ import aiohttp
 from yarl import URL
 
 from fusion.calls import (
-    CALL_DEPTH_HEADER,
-    TARGET_HEADER,
     call_depth,
     env_url,
+    hop_headers,
     loop_detected,
     nuclio_default_url,
     timed_out,
 )
-from fusion.tracing import next_hop_headers
 from runtime.events import RawEvent
 from runtime.responses import RawResponse, error_response
 
@@ -93,12 +91,8 @@ class RemoteCaller:
 
     def request_headers(self, name: str, event: RawEvent) -> dict[str, str]:
         """The event's headers for the next hop: child traceparent, depth + 1, target."""
-        depth = call_depth(event.headers)
-        headers = {k: str(v) for k, v in next_hop_headers(event.headers).items()
-                   if k.lower() not in _REQUEST_DROP and k.lower() != CALL_DEPTH_HEADER.lower()
-                   and k.lower() != TARGET_HEADER.lower()}
-        headers[CALL_DEPTH_HEADER] = str(depth + 1)
-        headers[TARGET_HEADER] = name
+        headers = {k: str(v) for k, v in hop_headers(name, event.headers).items()
+                   if k.lower() not in _REQUEST_DROP}
         if event.content_type:
             headers["Content-Type"] = event.content_type
         return headers

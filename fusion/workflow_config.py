@@ -22,14 +22,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from core.config import ConfigError, Duration, validate_model
 
 # An HTTP method is a token (RFC 9110 9.1); upper case by convention, enforced here.
 _METHOD = re.compile(r"^[A-Z]+$")
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("expected a positive duration")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
 class WorkflowStep(BaseModel):
@@ -42,7 +51,7 @@ class WorkflowStep(BaseModel):
     method: str = "POST"
     path: str = "/"
     # None: what is left of the workflow's timeout (or the event timeout).
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
 
     @field_validator("name")
     @classmethod
@@ -68,13 +77,6 @@ class WorkflowStep(BaseModel):
             raise ValueError(f"expected a path starting with '/', got {value!r}")
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError("expected a positive duration")
-        return value
-
 
 class WorkflowSpec(BaseModel):
     """The whole chain and its optional overall timeout."""
@@ -82,14 +84,7 @@ class WorkflowSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[WorkflowStep]
-    timeout: Duration | None = None
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError("expected a positive duration")
-        return value
+    timeout: PositiveDuration | None = None
 
 
 def parse_workflow(raw: Any, yaml_path: str) -> WorkflowSpec:

@@ -28,8 +28,8 @@ from core.function_config import (
     prometheus_pull_sink,
 )
 from core.metrics import Metrics, instance_name
-from fusion.calls import env_url
-from fusion.local import FunctionCaller, address_known, close_remote, remote_caller
+from fusion.local import FunctionCaller, in_cluster
+from fusion.remote import RemoteCaller
 from processor.health import HealthServer
 from processor.hosted import HostedFunction, Running
 from processor.status.document import StatusBuilder, clean_urls
@@ -72,18 +72,19 @@ class Processor:
         fusion = platform.fusion
         # Built before the functions (workflow steps call through it) and told which
         # functions are hosted once they are built.
-        self._remote = remote_caller(fusion.functionAddresses, meta.namespace,
-                                     fusion.maxCallDepth)
-        self.caller = FunctionCaller({}, self._remote, address_known(fusion.functionAddresses),
+        # No depth limit of its own: the FunctionCaller in front checks the configured one.
+        self._remote = RemoteCaller(fusion.functionAddresses, meta.namespace)
+        cluster = in_cluster()  # where Nuclio's default service address resolves
+        self.caller = FunctionCaller({}, self._remote,
+                                     lambda name: self._remote.knows(name) or cluster,
                                      fusion.maxCallDepth, logger)
         self.functions: list[HostedFunction] = []
         for config in configs:
             meta = config.function.metadata
             metrics = self.metrics if config is configs[0] else self.metrics.for_function(
                 meta.name, meta.namespace, instance_name(template, meta.namespace, meta.name))
-            function_logger = logger
             self.functions.append(HostedFunction(
-                config, metrics, function_logger, function_log_level, log_format,
+                config, metrics, logger, function_log_level, log_format,
                 self.request_stop, self.caller, f"{config.source}: " if many else ""))
         self._running: list[Running] = []
         self._health: HealthServer | None = None
@@ -105,12 +106,11 @@ class Processor:
         for hosted in self.functions:
             if (target := hosted.target()) is not None:
                 self.caller.targets[hosted.name] = target
-        addresses = self.platform.fusion.functionAddresses
         for hosted in self.functions:
             # Hosted, or an address configured (Nuclio's default service name is a guess:
             # a config check does not count on it).
             hosted.check_workflow(lambda name: name in self.caller.targets
-                                  or name in addresses or env_url(name) is not None)
+                                  or self._remote.knows(name))
 
     # -- phase 2: bind -----------------------------------------------------------------
     def bind(self) -> None:
@@ -250,7 +250,8 @@ class Processor:
                 await running.trigger.sink.close()
         if self._front_door is not None:
             await self._front_door.close(DEFAULT_TERMINATION_TIMEOUT)
-        await close_remote(self._remote)
+        with contextlib.suppress(Exception):
+            await self._remote.close()
         uninstall_calls()
         if self._health is not None:
             await self._health.close()

@@ -8,6 +8,7 @@ With several, every YAML path in an error starts with the function's file.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -130,14 +131,10 @@ class HostedFunction:
 
     def _workflow_pool(self, trig: ResolvedTrigger, workflow: WorkflowSpec) -> WorkerPool:
         spec = self.config.function.spec
-        step = self.metrics.workflow_step
-
-        def observe(name: str, seconds: float) -> None:
-            step(self.name, name, seconds)
-
         return build_workflow_pool(
             self.name, workflow, self._caller, self.logger,
-            observe, pool_name=trig.name, size=trig.num_workers,
+            functools.partial(self.metrics.workflow_step, self.name),
+            pool_name=trig.name, size=trig.num_workers,
             availability_timeout=trig.availability_timeout,
             event_timeout=spec.eventTimeout or None,
             max_waiting=spec.runtimeAttributes.maxWaitingEvents)

@@ -17,7 +17,7 @@ from core.function_config import LoadedConfig, ResolvedTrigger
 from runtime.function import FunctionSettings
 from runtime.handler import split_handler
 from runtime.workers import resolve_kind
-from runtime.workers.process import prespawn, set_base_env
+from runtime.workers.process import base_env, prespawn, set_base_env
 from triggers.registry import TRIGGERS
 
 
@@ -30,11 +30,7 @@ def function_settings(config: LoadedConfig, trigger: ResolvedTrigger, log_level:
         trigger_kind=trigger.kind, trigger_name=trigger.name,
         log_level=log_level, log_format=log_format,
         expose_tracebacks=fn.spec.runtimeAttributes.exposeTracebacks,
-        env=tuple(function_env(config, _base_env or os.environ).items()))
-
-
-# The environment before any function's env was applied (several functions only).
-_base_env: dict[str, str] | None = None
+        env=tuple(function_env(config, base_env()).items()))
 
 
 def prespawn_workers(config: LoadedConfig, log_level: int, log_format: str) -> None:
@@ -71,10 +67,8 @@ def apply_env(configs: list[LoadedConfig]) -> None:
     workers share (with several functions, a name set by two takes the later one's
     value); process workers get the environment as it was before, plus their own
     function's env only."""
-    global _base_env
     if len(configs) > 1:
-        _base_env = dict(os.environ)
-        set_base_env(_base_env)
+        set_base_env(dict(os.environ))
     base = dict(os.environ)
     for config in configs:
         os.environ.update(function_env(config, base))

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from runtime.tracing import trace_id, traceparent_of
+
 DEBUG, INFO, WARN, ERROR = 10, 20, 30, 40
 LEVELS: dict[str, int] = {
     "debug": DEBUG,
@@ -38,24 +40,6 @@ _active_captures = 0
 # into every log line written meanwhile, and ``call_function`` passes the trace on.
 event_headers: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "nuclio_event_headers", default=None)
-
-
-def trace_id_of(headers: dict[str, Any] | None) -> str | None:
-    """The trace id of a ``traceparent`` header (``00-<trace>-<span>-<flags>``), if any."""
-    if not headers:
-        return None
-    value = headers.get("traceparent") or headers.get("Traceparent")
-    if not value:
-        for key, found in headers.items():
-            if key.lower() == "traceparent":
-                value = found
-                break
-        else:
-            return None
-    parts = str(value).strip().split("-")
-    if len(parts) != 4 or len(parts[1]) != 32:
-        return None
-    return parts[1].lower()
 
 
 def parse_level(name: str | None, default: int = INFO) -> int:
@@ -150,7 +134,7 @@ class Logger:
             fields = {**self._bound, **(fields or {})}
         headers = event_headers.get()
         if headers is not None:
-            trace = trace_id_of(headers)
+            trace = trace_id(traceparent_of(headers))
             if trace is not None:
                 fields = {**(fields or {}), "trace_id": trace}
         now = time.time()

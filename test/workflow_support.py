@@ -146,28 +146,3 @@ def sample_jpeg(width: int = 640, height: int = 480) -> bytes:
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and every live descendant (worker processes)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = raw.rpartition(")")[2].split()  # after "pid (comm)"
-        stats[int(entry)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        fields = stats.get(current)
-        if fields is not None:
-            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-        todo.extend(children.get(current, []))
-    return total

@@ -75,6 +75,20 @@ def _logs_header(records: list[dict[str, Any]]) -> str:
     return "[]"
 
 
+def request_event(request: BaseRequest, body: bytes, path: str, url: str, trigger_kind: str,
+                  trigger_name: str) -> RawEvent:
+    """The event an HTTP request makes (shared with the fusion front door, which serves a
+    function under ``/function/<name>`` and passes the rest of the path)."""
+    headers = request.headers
+    level_name = headers.get(_LOG_LEVEL_HEADER)
+    # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.
+    return RawEvent(new_event_id(), body, headers.get("Content-Type", ""),
+                    {str(k): v for k, v in headers.items()},
+                    dict(request.query) if request.query_string else {}, request.method, path,
+                    url, time.time(), trigger_kind, trigger_name,
+                    parse_level(level_name) if level_name else None)
+
+
 def http_response(result: RawResponse,
                   decorate: Callable[[dict[str, str]], None] | None = None) -> web.Response:
     """A function's response as HTTP (shared with the fusion front door, so a function
@@ -177,14 +191,7 @@ class HTTPTrigger(Trigger):
         except BodyError as exc:
             self.metrics.rejected(exc.reason)
             return json_error(exc.status, str(exc))
-        headers = request.headers
-        level_name = headers.get(_LOG_LEVEL_HEADER)
-        # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.
-        raw = RawEvent(new_event_id(), body, headers.get("Content-Type", ""),
-                       {str(k): v for k, v in headers.items()},
-                       dict(request.query) if request.query_string else {}, request.method, path,
-                       request.raw_path, time.time(), "http", self.name,
-                       parse_level(level_name) if level_name else None)
+        raw = request_event(request, body, path, request.raw_path, "http", self.name)
         try:
             result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
         except WorkerUnavailable as exc:

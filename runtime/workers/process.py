@@ -39,8 +39,14 @@ def set_base_env(env: dict[str, str]) -> None:
     _base_env = dict(env)
 
 
+def base_env() -> dict[str, str] | os._Environ[str]:
+    """What a worker's environment starts from: the processor's, or as it was before any
+    function's env when several functions are hosted."""
+    return os.environ if _base_env is None else _base_env
+
+
 def _child_env(settings: FunctionSettings) -> dict[str, str]:
-    env = dict(os.environ if _base_env is None else _base_env)
+    env = dict(base_env())
     env.update(settings.env)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + path if path else "")

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +33,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.http_bench import machine, tree_cpu_seconds
 from test.support import free_port
 from test.workflow_support import (
     CHAIN_STEPS,
@@ -44,7 +42,6 @@ from test.workflow_support import (
     function_folder,
     function_yaml,
     sample_jpeg,
-    tree_cpu_seconds,
 )
 
 TRIVIAL = ("t1", "t2", "t3")
@@ -131,17 +128,6 @@ def workflow_folder(parent: Path, name: str, port: int, functions: tuple[str, ..
     steps = [{"name": f"step{i + 1}", "function": f} for i, f in enumerate(functions)]
     return function_folder(parent, function_yaml(name, port, workflow={"steps": steps},
                                                  workers=16))
-
-
-def machine() -> str:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{platform.node()}: {len(os.sched_getaffinity(0))} cpu ({model}), "
-            f"Python {platform.python_version()}")
 
 
 def start_all(tmp: Path, kind: str) -> tuple[list[Processor], dict[str, str]]:
@@ -243,7 +229,9 @@ def main() -> None:
     finally:
         for proc in procs:
             proc.stop()
-    print(f"machine: {machine()}; {args.rounds} rounds x {args.requests} chains, one at a "
+    host = machine()
+    print(f"machine: {host['nproc']} cpu ({host['cpu']}), Python {host['python']}; "
+          f"{args.rounds} rounds x {args.requests} chains, one at a "
           f"time; trivial handlers: {args.kind} workers; image {args.image}")
     print(f"{'setup':<24} {'p50 ms':>9} {'p99 ms':>9} {'CPU ms/chain':>13}")
     for setup in table.values():
