@@ -42,10 +42,10 @@ def main() -> None:
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch(kind, rest))
-    # Audio clients each get their own pipeline: with one shared L16 media, a second
-    # client's PLAY racing the first one's could abort the server in
-    # gst_rtsp_media_get_rates (seen once in CI). Video stays shared (one encoder).
-    factory.set_shared(kind != "l16")
+    # Every client gets its own pipeline: with one shared media, a second client's
+    # SETUP/PLAY racing the first one's can abort the server (seen in CI twice: in
+    # gst_rtsp_media_get_rates with L16, and with two rtsp triggers on one MJPEG source).
+    factory.set_shared(False)
     server.get_mount_points().add_factory("/test", factory)
     if server.attach(None) == 0:
         print(f"port {port} is taken", flush=True)

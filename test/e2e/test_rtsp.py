@@ -78,7 +78,7 @@ def test_h264_source_to_jpeg_sink_two_players_both_transports(start_processor: A
     sink_port = free_port()
     with GstSource("h264", 320, 240, FPS) as source:
         proc = start_processor(rtsp_function(HANDLER, source.url, sink_port))
-        wait_streaming(proc)
+        wait_streaming(proc, source=source)
         url = f"rtsp://127.0.0.1:{sink_port}/stream"
         stream = probe(url)
         assert (stream["codec_name"], stream["width"], stream["height"]) == ("mjpeg", 320, 240)
@@ -121,7 +121,7 @@ def test_slow_player_does_not_slow_others_and_bad_requests_get_rtsp_errors(
         proc = start_processor(rtsp_function(
             HANDLER, source.url, sink_port, trigger={"output": "raw"},
             sink={"max_buffer_bytes": 16384, "jpeg_quality": 95}))
-        wait_streaming(proc)
+        wait_streaming(proc, source=source)
         url = f"rtsp://127.0.0.1:{sink_port}/stream"
 
         bad = RawRtspClient(sink_port)
@@ -168,7 +168,7 @@ def test_mjpeg_source_to_h264_sink_with_late_players(start_processor: Any) -> No
                 "url": source.url,
                 "sink": {"kind": "rtsp", "attributes": {"host": "127.0.0.1",
                                                         "port": jpeg_port}}}}}))
-        wait_streaming(proc)
+        wait_streaming(proc, source=source)
         jpeg_url = f"rtsp://127.0.0.1:{jpeg_port}/stream"
         frames, errors = decode_video(jpeg_url, "udp", 3.0)
         assert 0.7 * 3 * FPS <= frames <= 1.3 * 3 * FPS + 2, (frames, errors)
@@ -249,7 +249,7 @@ def test_h265_source_down_at_start_restarted_and_hung_keeps_processor_up(
                  "a failed first attempt")
         assert ready_details(proc)["source"]["state"] in ("down", "connecting")
         source.start()
-        wait_streaming(proc)
+        wait_streaming(proc, source=source)
         assert ready_details(proc)["source"]["codec"] == "hevc"
         url = f"rtsp://127.0.0.1:{sink_port}/stream"
         assert 7 <= count_frames(url, "tcp", 2.0) <= 13
@@ -262,7 +262,7 @@ def test_h265_source_down_at_start_restarted_and_hung_keeps_processor_up(
         assert ready.json()["triggers"]["cam"]["source"]["last_error"]
 
         source.start()
-        wait_streaming(proc, connects=2, timeout=20.0)
+        wait_streaming(proc, connects=2, timeout=20.0, source=source)
         assert 7 <= count_frames(url, "udp", 2.0) <= 13
 
         # A source that hangs (connection open, nothing sent) is dropped after read_timeout.
@@ -275,7 +275,7 @@ def test_h265_source_down_at_start_restarted_and_hung_keeps_processor_up(
             assert time.monotonic() - hung_at >= 1.5  # not before read_timeout (2 s)
         finally:
             source.proc.send_signal(signal.SIGCONT)
-        wait_streaming(proc, connects=3, timeout=20.0)
+        wait_streaming(proc, connects=3, timeout=20.0, source=source)
         reconnects = "nuclio_processor_frame_source_reconnects_total"
         assert proc.metric(reconnects, trigger_name="cam") == 2
         assert proc.metric("nuclio_processor_frames_read_total", trigger_name="cam") > 3 * FPS
