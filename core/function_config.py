@@ -97,6 +97,8 @@ class RuntimeAttributes(_Lenient):
     workerKind: Literal["auto", "process", "thread", "async"] = "auto"
     exposeTracebacks: bool = False
     maxWaitingEvents: int = Field(1024, ge=0)
+    # Process kind only: events one worker may hold at once (1 = Nuclio's model).
+    eventsPerWorker: int = Field(1, ge=1, le=16)
 
 
 class Spec(_Lenient):

@@ -124,7 +124,8 @@ class HostedFunction:
                               availability_timeout=trig.availability_timeout,
                               event_timeout=spec.eventTimeout or None,
                               max_waiting=spec.runtimeAttributes.maxWaitingEvents,
-                              logger=self.logger, loaded=loaded)
+                              logger=self.logger, loaded=loaded,
+                              events_per_worker=spec.runtimeAttributes.eventsPerWorker)
         except WorkerKindError as exc:
             raise ConfigError(f"{self.where}spec.runtimeAttributes.workerKind: {exc}") from None
         return pool, loaded

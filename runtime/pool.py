@@ -33,13 +33,19 @@ class WorkerStartError(Exception):
 
 
 class WorkerLost(Exception):
-    """The event could not complete on this worker (timeout or crash)."""
+    """The event could not complete on this worker (timeout or crash).
 
-    def __init__(self, status: int, message: str, *, replace: bool = True) -> None:
+    ``started=False``: the event was queued behind another one in a pipelined worker
+    (``eventsPerWorker`` > 1) and never began, so the pool runs it on another worker:
+    a crash still costs one event."""
+
+    def __init__(self, status: int, message: str, *, replace: bool = True,
+                 started: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.replace = replace
+        self.started = started
 
     def response(self, payload: Payload) -> Result:
         if isinstance(payload, list):
@@ -97,6 +103,10 @@ class WorkerTiming:
 
 WorkerFactory = Callable[[str], Worker]
 
+# How long at least an event waits for a worker when it must run again because the
+# pipelined worker holding it died first (a replacement starts in well under a second).
+RERUN_WAIT = 10.0
+
 
 class _Expired(Exception):
     """The availability timeout ran out for a waiting event."""
@@ -108,11 +118,16 @@ def _expire(fut: asyncio.Future[Worker]) -> None:
 
 
 class WorkerPool:
+    """``events_per_worker`` (1 by default, Nuclio's model) is how many events one worker
+    may hold at once; above 1 a worker is handed its next event while it runs the
+    current one (pipelining), and an event goes to the least loaded worker."""
+
     def __init__(self, name: str, factory: WorkerFactory, size: int, *,
                  availability_timeout: float, event_timeout: float | None,
-                 max_waiting: int, logger: Logger) -> None:
+                 max_waiting: int, logger: Logger, events_per_worker: int = 1) -> None:
         self.name = name
         self.size = size
+        self.events_per_worker = events_per_worker
         self.stats = PoolStats()
         # Per worker index (a replacement keeps its predecessor's index, as in Nuclio).
         self.worker_timings = {str(i): WorkerTiming() for i in range(size)}
@@ -121,7 +136,10 @@ class WorkerPool:
         self._event_timeout = event_timeout
         self._max_waiting = max_waiting
         self._logger = logger
-        self._idle: list[Worker] = []
+        self._idle: list[Worker] = []  # workers with no event
+        self._partial: list[Worker] = []  # workers with room for another event (pipelining)
+        self._load: dict[Worker, int] = {}  # events held, per worker holding any
+        self._dead: set[Worker] = set()  # replaced workers whose other events still fail
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._all: dict[str, Worker] = {}
         self._inflight = 0
@@ -188,6 +206,7 @@ class WorkerPool:
         await asyncio.gather(*(w.stop(timeout) for w in workers), return_exceptions=True)
         self._all.clear()
         self._idle.clear()
+        self._partial.clear()
 
     # -- events ---------------------------------------------------------------------
     async def submit(self, payload: Payload) -> Result:
@@ -197,35 +216,39 @@ class WorkerPool:
         self._drained.clear()
         started = time.perf_counter()
         stats = self.stats
-        idle = self._idle
-        stats.allocation_available_percent_sum += len(idle) * 100 // self.size
+        stats.allocation_available_percent_sum += len(self._idle) * 100 // self.size
         timing: WorkerTiming | None = None
         run_started = started
+        rerun = False
         try:
-            if idle:
-                worker = idle.pop()
-                stats.allocation_immediate += 1
-            else:
-                worker = await self._wait_for_worker()
-            # Per worker index, as Nuclio exports it; finished in ``finally`` with the
-            # same clock reading as the event's own duration.
-            timing = self.worker_timings.get(worker.worker_id)
-            run_started = time.perf_counter()
-            try:
-                result = await worker.run(payload, self._event_timeout)
-            except WorkerLost as lost:
-                self._count_lost(lost, payload)
-                if lost.replace:
-                    self._replace(worker, lost.message)
+            while True:
+                worker = self._take()
+                if worker is not None:
+                    stats.allocation_immediate += 1
                 else:
-                    self._release(worker)
-                return lost.response(payload)
-            except BaseException:
-                self._replace(worker, "event cancelled")
-                raise
-            self._release(worker)
-            self._count(result)
-            return result
+                    worker = await self._wait_for_worker(rerun)
+                # Per worker index, as Nuclio exports it; finished in ``finally`` with the
+                # same clock reading as the event's own duration.
+                timing = self.worker_timings.get(worker.worker_id)
+                run_started = time.perf_counter()
+                try:
+                    result = await worker.run(payload, self._event_timeout)
+                except WorkerLost as lost:
+                    if lost.replace:
+                        self._replace(worker, lost.message)
+                    else:
+                        self._release(worker)
+                    if not lost.started and not self._stopping:
+                        timing, rerun = None, True
+                        continue  # queued behind the lost event, never run: run it elsewhere
+                    self._count_lost(lost, payload)
+                    return lost.response(payload)
+                except BaseException:
+                    self._replace(worker, "event cancelled")
+                    raise
+                self._release(worker)
+                self._count(result)
+                return result
         finally:
             now = time.perf_counter()
             stats.duration_seconds_sum += now - started
@@ -236,6 +259,20 @@ class WorkerPool:
             self._inflight -= 1
             if not self._inflight:
                 self._drained.set()
+
+    def _take(self) -> Worker | None:
+        """An idle worker, else one with room for another event, else None."""
+        if self._idle:
+            worker = self._idle.pop()
+        elif self._partial:
+            worker = self._partial.pop()
+        else:
+            return None
+        held = self._load.get(worker, 0) + 1
+        self._load[worker] = held
+        if held < self.events_per_worker:
+            self._partial.append(worker)
+        return worker
 
     def _count(self, result: Result) -> None:
         if isinstance(result, list):
@@ -254,27 +291,34 @@ class WorkerPool:
         else:
             self.stats.worker_crashes += 1
 
-    async def _wait_for_worker(self) -> Worker:
+    async def _wait_for_worker(self, rerun: bool = False) -> Worker:
+        """``rerun``: an event that a pipelined worker held but never started, because
+        the worker died. It was accepted already, so it goes first in line, is not
+        refused for a full line, and waits at least RERUN_WAIT for the replacement."""
         stats = self.stats
-        if self._availability_timeout <= 0 or self._stopping:
+        timeout = max(self._availability_timeout, RERUN_WAIT) if rerun \
+            else self._availability_timeout
+        if timeout <= 0 or self._stopping:
             stats.allocation_timeout += 1
             raise WorkerUnavailable("no worker is available")
-        if len(self._waiters) >= self._max_waiting:
+        if len(self._waiters) >= self._max_waiting and not rerun:
             stats.allocation_queue_full += 1
             raise WorkerUnavailable("too many events are waiting for a worker")
         loop = self._loop
         fut: asyncio.Future[Worker] = loop.create_future()
-        self._waiters.append(fut)
+        if rerun:
+            self._waiters.appendleft(fut)
+        else:
+            self._waiters.append(fut)
         started = time.monotonic()
         # A timer on the future itself: cheaper than asyncio.wait_for on this busy path.
-        timer = loop.call_later(self._availability_timeout, _expire, fut)
+        timer = loop.call_later(timeout, _expire, fut)
         try:
             worker = await fut
         except _Expired:
             stats.allocation_timeout += 1
             raise WorkerUnavailable(
-                f"no worker became available within {self._availability_timeout:g}s"
-            ) from None
+                f"no worker became available within {timeout:g}s") from None
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self._release(fut.result())
@@ -288,28 +332,43 @@ class WorkerPool:
         return worker
 
     def _release(self, worker: Worker) -> None:
-        if worker.worker_id not in self._all or self._all[worker.worker_id] is not worker:
+        """The worker finished one event: its slot goes to a waiting event, or back."""
+        if self._all.get(worker.worker_id) is not worker or worker in self._dead:
             return  # replaced meanwhile
+        held = self._load.pop(worker, 1) - 1  # (a fresh worker from _restart holds none)
+        if held > 0:
+            self._load[worker] = held
+            if held == self.events_per_worker - 1:
+                self._partial.append(worker)
+        else:
+            if self.events_per_worker > 1 and worker in self._partial:
+                self._partial.remove(worker)
+            self._idle.append(worker)
         waiters = self._waiters
-        while waiters:
+        while waiters and (self._idle or self._partial):
             fut = waiters.popleft()
             if not fut.done():
-                fut.set_result(worker)
-                return
-        self._idle.append(worker)
+                taken = self._take()
+                assert taken is not None
+                fut.set_result(taken)
 
     # -- replacing broken workers --------------------------------------------------
     def worker_exited(self, worker: Worker, reason: str) -> None:
         """Called by a worker that died while idle (e.g. killed by the OOM killer)."""
         if self._all.get(worker.worker_id) is worker and worker in self._idle:
-            self._idle.remove(worker)
             self.stats.worker_crashes += 1
             self._replace(worker, reason)
 
     def _replace(self, worker: Worker, reason: str) -> None:
         worker.kill()
-        if self._stopping or self._all.get(worker.worker_id) is not worker:
-            return
+        if self._stopping or self._all.get(worker.worker_id) is not worker \
+                or worker in self._dead:
+            return  # (a pipelined worker's other events come here too: replace it once)
+        self._dead.add(worker)
+        self._load.pop(worker, None)
+        for free in (self._idle, self._partial):
+            if worker in free:
+                free.remove(worker)
         self._logger.warn_with("Replacing worker", pool=self.name, worker_id=worker.worker_id,
                                reason=reason)
         task = self._loop.create_task(self._restart(worker.worker_id))
@@ -319,6 +378,9 @@ class WorkerPool:
     async def _restart(self, worker_id: str) -> None:
         delay = 0.05
         while not self._stopping:
+            old = self._all.get(worker_id)
+            if old is not None:
+                self._dead.discard(old)
             worker = self._factory(worker_id)
             self._all[worker_id] = worker
             try:

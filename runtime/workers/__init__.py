@@ -59,8 +59,11 @@ def resolve_kind(requested: str, settings: FunctionSettings) -> WorkerKind:
 
 def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
                availability_timeout: float, event_timeout: float | None, max_waiting: int,
-               logger: Logger, loaded: LoadedHandler | None = None) -> WorkerPool:
-    """A pool of ``size`` workers of ``kind``; in-process kinds import the handler here."""
+               logger: Logger, loaded: LoadedHandler | None = None,
+               events_per_worker: int = 1) -> WorkerPool:
+    """A pool of ``size`` workers of ``kind``; in-process kinds import the handler here.
+    ``events_per_worker`` > 1 pipelines events to process workers; the in-process kinds
+    run every event they are given at once, so they keep one event per worker."""
     pool: WorkerPool
     factory: object
     if kind == "process":
@@ -88,5 +91,6 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
                 return AsyncSlot(worker_id, shared)
     pool = WorkerPool(f"{settings.trigger_name}", factory, size,
                       availability_timeout=availability_timeout, event_timeout=event_timeout,
-                      max_waiting=max_waiting, logger=logger)
+                      max_waiting=max_waiting, logger=logger,
+                      events_per_worker=events_per_worker if kind == "process" else 1)
     return pool

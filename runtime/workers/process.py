@@ -74,7 +74,12 @@ class ProcessWorker:
         self._on_exit = on_exit
         self._proc: subprocess.Popen[bytes] | None = None
         self._transport: asyncio.Transport | None = None
-        self._pending: asyncio.Future[Any] | None = None
+        self._pending: asyncio.Future[Any] | None = None  # a start-up or terminate answer
+        # Events sent, oldest first (more than one when the pool pipelines); the worker
+        # answers in order. Only the oldest runs, so only it has a timeout armed.
+        self._runs: collections.deque[tuple[asyncio.Future[Any], float | None]] = \
+            collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._stopping = False
         self._early: collections.deque[tuple[str, Any]] = collections.deque()
@@ -138,25 +143,54 @@ class ProcessWorker:
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         if self._closed:
             raise WorkerLost(500, "the worker process is gone")
-        loop = self._loop
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending = fut
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        runs = self._runs
+        runs.append((fut, timeout))
         self._send(("event", wire.flatten(payload)))
-        timer = loop.call_later(timeout, self._on_timeout, fut, timeout) if timeout else None
-        try:
-            _, result = await fut
-        finally:
-            if timer is not None:
-                timer.cancel()
+        if len(runs) == 1 and timeout:
+            self._timer = self._loop.call_later(timeout, self._on_timeout, fut, timeout)
+        _, result = await fut
         return wire.results_from_wire(result)
 
     def _on_timeout(self, fut: asyncio.Future[Any], timeout: float) -> None:
-        if not fut.done():
-            fut.set_exception(WorkerLost(408, f"event timed out after {timeout:g}s"))
+        if self._runs and self._runs[0][0] is fut and not fut.done():
+            self._fail_runs(WorkerLost(408, f"event timed out after {timeout:g}s"))
             self.kill()
 
+    def _fail_runs(self, lost: WorkerLost) -> None:
+        """The oldest event gets ``lost``; the ones queued behind it never started."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        first = True
+        while self._runs:
+            fut, _ = self._runs.popleft()
+            if not fut.done():
+                fut.set_exception(lost if first else WorkerLost(
+                    503, "the worker was lost before this event started", started=False))
+            first = False
+
+    def _on_result(self, message: tuple[str, Any]) -> None:
+        runs = self._runs
+        if not runs:
+            return
+        fut, _ = runs.popleft()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not fut.done():
+            fut.set_result(message)
+        if runs:  # the next event starts now in the worker: its timeout starts too
+            head, timeout = runs[0]
+            if timeout:
+                self._timer = self._loop.call_later(timeout, self._on_timeout, head, timeout)
+
     def _on_message(self, message: tuple[str, Any]) -> None:
-        if message[0] == "call":  # the handler's call_function, while its event runs
+        kind = message[0]
+        if kind == "result":
+            self._on_result(message)
+            return
+        if kind == "call":  # the handler's call_function, while its event runs
             task = self._loop.create_task(self._answer_call(*message[1]))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
@@ -186,7 +220,9 @@ class ProcessWorker:
         self._closed = True
         fut = self._pending
         reason = f"the worker process exited ({self._exit_description()})"
-        if fut is not None and not fut.done():
+        if self._runs:
+            self._fail_runs(WorkerLost(500, reason))
+        elif fut is not None and not fut.done():
             fut.set_exception(WorkerLost(500, reason))
         elif not self._stopping:
             self._on_exit(self, reason)
@@ -219,8 +255,7 @@ class ProcessWorker:
             self.kill()
             return
         self._stopping = True
-        if self._pending is not None and not self._pending.done():
-            self._pending.set_exception(WorkerLost(503, "the processor is shutting down"))
+        self._fail_runs(WorkerLost(503, "the processor is shutting down"))
         fut = asyncio.get_running_loop().create_future()
         self._pending = fut
         self._send(("terminate", None))

@@ -8,6 +8,7 @@ worker costs little memory beyond the user's own imports.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import gc
 import signal
@@ -46,21 +47,41 @@ def _receive(reader: IO[bytes]) -> Any:
     return wire.pickle.loads(data)
 
 
+class Inbox:
+    """Messages from the processor, in order. A pipelining pool may send the next event
+    while a call_function answer is awaited: such events wait here for the main loop."""
+
+    def __init__(self, reader: IO[bytes]) -> None:
+        self._reader = reader
+        self._held: collections.deque[Any] = collections.deque()
+
+    def next(self) -> Any:
+        """The next message (None once the processor has gone)."""
+        return self._held.popleft() if self._held else _receive(self._reader)
+
+    def call_result(self) -> Any:
+        """The answer to this worker's call, holding back events that arrive first."""
+        while True:
+            message = _receive(self._reader)
+            if message is None or message[0] == "call_result":
+                return message
+            self._held.append(message)
+
+
 class WireCalls:
     """``call_function`` from this worker: one hop over the worker's socket to the
-    processor, which runs the call and sends the response back. The worker's loop is
-    blocked in the handler meanwhile, so the answer is the next message."""
+    processor, which runs the call and sends the response back."""
 
-    def __init__(self, reader: IO[bytes], send: Callable[[bytes], Any]) -> None:
-        self._reader = reader
+    def __init__(self, inbox: Inbox, send: Callable[[bytes], Any]) -> None:
+        self._inbox = inbox
         self._send = send
         self._lock = threading.Lock()  # handler threads calling at once take turns
 
     def call(self, name: str, event: RawEvent, timeout: float | None) -> RawResponse:
         with self._lock:
             self._send(wire.encode(("call", (name, tuple(event), timeout))))
-            message = _receive(self._reader)
-        if message is None or message[0] != "call_result":
+            message = self._inbox.call_result()
+        if message is None:
             return error_response(502, "the processor did not answer the call")
         return RawResponse(*message[1])
 
@@ -68,8 +89,9 @@ class WireCalls:
 def serve(sock: socket.socket) -> int:
     reader: IO[bytes] = sock.makefile("rb", buffering=1 << 16)  # type: ignore[assignment]
     send = sock.sendall
-    calls.install_worker_calls(WireCalls(reader, send))
-    first = _receive(reader)
+    inbox = Inbox(reader)
+    calls.install_worker_calls(WireCalls(inbox, send))
+    first = inbox.next()
     if first is None:
         return 1
     _, settings, worker_id = first
@@ -93,8 +115,9 @@ def serve(sock: socket.socket) -> int:
     gc.freeze()  # the handler's module and init_context state live as long as the worker
     run = runner.run_sync
     encode = wire.encode
+    receive = inbox.next
     while True:
-        message = _receive(reader)
+        message = receive()
         if message is None:
             return 0
         if message[0] == "event":

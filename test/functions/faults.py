@@ -20,6 +20,9 @@ def handler(context, event):
     if kind == "sleep":
         time.sleep(float(event.fields.get("s", "1")))
         return "slept"
+    if kind == "slowexit":  # dies while an event may wait behind it (pipelining)
+        time.sleep(float(event.fields.get("s", "1")))
+        os._exit(1)
     if kind == "sysexit":
         raise SystemExit(3)
     return {"ok": True, "pid": os.getpid(), "worker_id": context.worker_id}
