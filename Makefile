@@ -41,7 +41,8 @@ bench:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) test/bench/http_bench.py
 
-# MLServer (the reference) is installed on first use into its own venv, /opt/mlserver-venv.
+# The peers, MLServer (the reference) and KServe, are installed on first use into their own
+# venvs, /opt/mlserver-venv and /opt/kserve-venv (their pins clash with ours).
 bench-openinference: install-test
 	$(PYTHON) test/bench/openinference_bench.py
 
