@@ -35,11 +35,14 @@ unit:
 e2e:
 	$(PYTHON) -m pytest -q test/e2e
 
-bench: install
+# The `bench` extra brings the peers (uvicorn, gunicorn) besides the package itself.
+bench:
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[bench]'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) test/bench/http_bench.py
 
-# MLServer (the reference) is installed on first use into its own venv, /opt/mlserver-venv.
+# The peers, MLServer (the reference) and KServe, are installed on first use into their own
+# venvs, /opt/mlserver-venv and /opt/kserve-venv (their pins clash with ours).
 bench-openinference: install-test
 	$(PYTHON) test/bench/openinference_bench.py
 
@@ -51,6 +54,7 @@ bench-extproc: install-test
 # line per target. grep ': .*(target' on the output gives the summary.
 BENCHES = http ws openinference extproc mjpeg rtsp stream async status
 bench-all: install-test
+	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[bench]'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@for b in $(BENCHES); do echo "== $$b"; $(PYTHON) test/bench/$${b}_bench.py || exit 1; done
 

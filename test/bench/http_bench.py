@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""HTTP benchmark: the processor's http trigger against a bare aiohttp app.
+"""HTTP benchmark: the processor's http trigger against bare aiohttp, uvicorn and gunicorn.
 
 Run as ``python test/bench/http_bench.py`` (``make bench``). Every figure is a
 ratio against a reference measured in the same run on the same machine, because
 these machines are shared and noisy (DESIGN.md section 7): a hello-world aiohttp
-app on uvloop, then the processor serving a hello-world Nuclio handler with each
-worker kind. Load comes from ``wrk``; runs are interleaved across rounds and the
-medians are reported. Also measured: cold start to ``/ready`` and the memory of
-process workers. Results go to stdout (a table) and to ``results/http.json``.
+app on uvloop. Measured beside it (http_peers.py says what each server is):
+uvicorn (2 workers, ASGI) and gunicorn (2 sync workers, WSGI), the servers a
+Python user would otherwise deploy, and the processor serving a hello-world
+Nuclio handler with each worker kind. Load comes from ``wrk``; runs are
+interleaved across rounds and the medians are reported. Also measured: cold
+start to ``/ready`` and the memory of process workers. Results go to stdout (a
+table and summary lines) and to ``results/http.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import http.client
 import importlib.metadata
 import json
 import os
@@ -28,71 +30,48 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
-from test.support import free_port, platform_config, stop_process
+from test.bench.http_peers import (
+    Server,
+    Setup,
+    launch,
+    memory_snapshot,
+    peer_versions,
+    reference_loop,
+    running,
+    tree_cpu_seconds,
+    wait_ready,
+    write_apps,
+)
+
+# Re-exported: the other benchmarks import these helpers from here.
+from test.bench.http_peers import http_get as http_get
+from test.bench.http_peers import log_tail as log_tail
+from test.support import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_PATH = ROOT / "test" / "bench" / "results" / "http.json"
 
 CONNECTIONS = 32
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-READY_TIMEOUT = 30.0
-P99_LIMIT = 2.0  # every configuration's p99 must be within this multiple of the reference's
+P99_LIMIT = 2.0  # every processor configuration's p99 within this multiple of the reference's
 # Cold start (process kind, one worker) at most this multiple of the time of
 # ``python -c "import aiohttp.web"``, measured in the same run.
 COLD_START_TARGET = 1.2
 
-# The reference server: what "a bare aiohttp app" means here. It prints its loop
-# class once at start-up so the benchmark can show that uvloop really ran.
-REFERENCE_APP = """
-import asyncio, sys
-import uvloop
-from aiohttp import web
-
-async def hello(request):
-    return web.Response(text="hello")
-
-async def announce(app):
-    loop = asyncio.get_running_loop()
-    print(f"loop={type(loop).__module__}.{type(loop).__qualname__}", flush=True)
-
-app = web.Application()
-app.router.add_get("/", hello)
-app.on_startup.append(announce)
-asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
-"""
-
-SYNC_HANDLER = 'def handler(context, event):\n    return "hello"\n'
-ASYNC_HANDLER = 'async def handler(context, event):\n    return "hello"\n'
-
-
-@dataclass(frozen=True)
-class Setup:
-    """One configuration under load; ``kind`` None is the bare aiohttp reference."""
-
-    name: str
-    kind: str | None = None
-    workers: int = 1
-    min_rps_ratio: float | None = None
-
-    @property
-    def module(self) -> str:
-        return "hello_async" if self.kind == "async" else "hello_sync"
-
-
-REFERENCE = Setup("aiohttp reference")
+REFERENCE = Setup("aiohttp reference", peer="aiohttp")
 PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5)
+# Peers with as many worker processes as PROCESS: compared with it, without a target.
+UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
+GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
 SETUPS = (
     REFERENCE,
+    UVICORN,
+    GUNICORN,
     Setup("processor async x64", "async", 64, min_rps_ratio=0.8),
     PROCESS,
     Setup("processor thread x4", "thread", 4),
@@ -116,114 +95,6 @@ class WrkRun:
         found = [f"{n} non-2xx/3xx"] if (n := self.non_2xx_3xx) else []
         found += [f"{n} socket {kind} errors" for kind, n in self.socket_errors.items() if n]
         return found
-
-
-@dataclass
-class Server:
-    setup: Setup
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    ready_port: int
-    ready_path: str
-    launched_at: float
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-
-# -- small helpers ---------------------------------------------------------------
-def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes] | None:
-    """Status and body, or None while nothing answers (not listening yet)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-# -- starting servers ---------------------------------------------------------------
-def write_handlers(workdir: Path) -> None:
-    (workdir / "hello_sync.py").write_text(SYNC_HANDLER)
-    (workdir / "hello_async.py").write_text(ASYNC_HANDLER)
-    (workdir / "reference_app.py").write_text(REFERENCE_APP)
-
-
-def function_yaml(setup: Setup, port: int) -> dict[str, Any]:
-    trigger = {"kind": "http", "numWorkers": setup.workers, "url": f"127.0.0.1:{port}"}
-    return {
-        "apiVersion": "nuclio.io/v1", "kind": "NuclioFunction",
-        "metadata": {"name": f"bench-{setup.kind}", "namespace": "default"},
-        "spec": {"runtime": "python:3.11", "handler": f"{setup.module}:handler",
-                 "runtimeAttributes": {"workerKind": setup.kind},
-                 "triggers": {"http": trigger}},
-    }
-
-
-def platform_yaml(health_port: int, metrics_port: int) -> dict[str, Any]:
-    """Logging at info: the handler writes no per-request lines."""
-    return platform_config(health_port, metrics_port, function_level="info")
-
-
-def launch(setup: Setup, workdir: Path, tag: str) -> Server:
-    """Starts one server on fresh ports; the caller waits for it and stops it."""
-    port = free_port()
-    log_path = workdir / f"{tag}.log"
-    if setup.kind is None:
-        command = [sys.executable, str(workdir / "reference_app.py"), str(port)]
-        ready_port, ready_path = port, "/"
-    else:
-        ready_port, metrics_port = free_port(), free_port()
-        config = workdir / f"{tag}-function.yaml"
-        plat = workdir / f"{tag}-platform.yaml"
-        config.write_text(yaml.safe_dump(function_yaml(setup, port)))
-        plat.write_text(yaml.safe_dump(platform_yaml(ready_port, metrics_port)))
-        command = [sys.executable, "-m", "processor.cli", "--config", str(config),
-                   "--platform-config", str(plat)]
-        ready_path = "/ready"
-    with open(log_path, "wb") as log:
-        launched_at = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-    return Server(setup, proc, port, log_path, ready_port, ready_path, launched_at)
-
-
-def wait_ready(server: Server, timeout: float = READY_TIMEOUT, poll: float = 0.005) -> None:
-    """Polls the readiness URL until it answers 200; fails loudly with the server's log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.setup.name} exited with {server.proc.returncode}:\n"
-                               f"{log_tail(server.log_path)}")
-        answer = http_get(server.ready_port, server.ready_path)
-        if answer is not None and answer[0] == 200:
-            return
-        time.sleep(poll)
-    raise RuntimeError(f"{server.setup.name} not ready within {timeout:g}s:\n"
-                       f"{log_tail(server.log_path)}")
-
-
-def check_hello(server: Server) -> None:
-    """wrk only counts 4xx/5xx as errors: check once that the answer is really right."""
-    answer = http_get(server.port, "/", timeout=5.0)
-    if answer != (200, b"hello"):
-        raise RuntimeError(f"{server.setup.name}: GET / answered {answer!r}, expected 200 hello")
-
-
-def reference_loop(server: Server) -> str:
-    match = re.search(r"loop=(\S+)", server.log_path.read_text(errors="replace"))
-    return match.group(1) if match else "unknown"
 
 
 # -- wrk --------------------------------------------------------------------------
@@ -273,49 +144,7 @@ def require_wrk() -> str:
     return (done.stdout + done.stderr).splitlines()[0].strip()
 
 
-# -- /proc ----------------------------------------------------------------------------
-def rss_mib(pid: int) -> float | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return None
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """/proc/PID/stat after the command name: [state, ppid, ...] (field 3 onwards)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def children(pid: int) -> list[int]:
-    """Live child pids: /proc/PID/task/*/children when the kernel has it, else a /proc scan."""
-    listed = list(Path(f"/proc/{pid}/task").glob("*/children"))
-    if listed:
-        found = {int(c) for f in listed for c in f.read_text().split()}
-    else:
-        found = {int(e.name) for e in Path("/proc").iterdir()
-                 if e.name.isdigit() and _stat_fields(int(e.name))[1:2] == [str(pid)]}
-    return sorted(c for c in found if _stat_fields(c)[:1] not in ([], ["Z"]))
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, all threads (/proc/PID/stat fields 14 and 15)."""
-    fields = _stat_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if len(fields) > 12 else 0.0
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    return sum(cpu_seconds(p) for p in [pid, *children(pid)])
-
-
-def memory_snapshot(server: Server) -> dict[str, Any]:
-    workers = {str(pid): rss_mib(pid) for pid in children(server.proc.pid)}
-    return {"processor_mib": rss_mib(server.proc.pid), "workers_mib": workers}
-
-
+# -- the machine ----------------------------------------------------------------------
 def machine() -> dict[str, Any]:
     model = "unknown"
     with contextlib.suppress(OSError):
@@ -336,22 +165,6 @@ def uvloop_version() -> str:
 
 
 # -- phases ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def running(setups: tuple[Setup, ...], workdir: Path) -> Iterator[dict[str, Server]]:
-    """Every server up and answering hello; all stopped on the way out, whatever happens."""
-    servers: dict[str, Server] = {}
-    try:
-        for index, setup in enumerate(setups):
-            servers[setup.name] = launch(setup, workdir, f"load-{index}")
-        for server in servers.values():
-            wait_ready(server)
-            check_hello(server)
-        yield servers
-    finally:
-        for server in servers.values():
-            stop_process(server.proc)
-
-
 def load_rounds(servers: dict[str, Server], rounds: int, seconds: int, warmup: int
                 ) -> dict[str, list[WrkRun]]:
     """Rotates the order each round so drift on the machine spreads over every setup."""
@@ -377,9 +190,10 @@ def load_rounds(servers: dict[str, Server], rounds: int, seconds: int, warmup: i
 
 def summarise(setup: Setup, runs: list[WrkRun], reference: dict[str, float] | None
               ) -> dict[str, Any]:
-    """Medians, ratios to the reference's medians, and the verdict against the targets."""
+    """Medians, ratios to the reference's medians, and for the processor's rows the
+    verdict against the targets (the peers have none: they are there to compare)."""
     row: dict[str, Any] = {
-        "name": setup.name, "kind": setup.kind, "workers": setup.workers,
+        "name": setup.name, "peer": setup.peer, "kind": setup.kind, "workers": setup.workers,
         "rps": statistics.median(r.rps for r in runs),
         "p50_ms": statistics.median(r.p50_ms for r in runs),
         "p99_ms": statistics.median(r.p99_ms for r in runs),
@@ -393,6 +207,9 @@ def summarise(setup: Setup, runs: list[WrkRun], reference: dict[str, float] | No
     row["p99_ratio"] = row["p99_ms"] / reference["p99_ms"]
     if reference["cpu_us_per_request"]:
         row["cpu_ratio"] = row["cpu_us_per_request"] / reference["cpu_us_per_request"]
+    if setup.peer is not None:
+        row["targets"] = "(peer, none)"
+        return row
     failures = []
     if setup.min_rps_ratio is not None and row["rps_ratio"] < setup.min_rps_ratio:
         failures.append(f"req/s {row['rps_ratio']:.2f}x < {setup.min_rps_ratio}x")
@@ -440,6 +257,15 @@ def cold_start(workdir: Path, launches: int) -> dict[str, Any]:
 
 
 # -- report -----------------------------------------------------------------------------
+def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """req/s of the process kind over each same-sized peer's; informational, so worded
+    ``(no target)`` to stay out of ``grep ': .*(target'``."""
+    rps = {row["name"]: row["rps"] for row in rows}
+    label = PROCESS.name.removeprefix("processor ")
+    return [f"http {label} vs {peer.name}: {rps[PROCESS.name] / rps[peer.name]:.2f}x "
+            "(no target)" for peer in (UVICORN, GUNICORN)]
+
+
 def _cpu_cell(row: dict[str, Any]) -> str:
     ratio = 1.0 if "rps_ratio" not in row else row.get("cpu_ratio")
     return f"{row['cpu_us_per_request']:.0f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
@@ -523,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     unwind_on_sigterm()
     wrk_version = require_wrk()
     loop_version = uvloop_version()
+    versions = peer_versions()
     began = time.monotonic()
     info = machine()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -530,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{info['python']}, {wrk_version}")
     print(f"Load: wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency after a {args.warmup}s "
           f"warm-up; {args.rounds} interleaved rounds; medians reported.")
+    print("Peers: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
     with tempfile.TemporaryDirectory(prefix="http-bench-") as tmp:
         workdir = Path(tmp)
-        write_handlers(workdir)
+        write_apps(workdir)
         with running(SETUPS, workdir) as servers:
             print(f"Event loop: uvloop {loop_version} in both the reference (it reports "
                   f"{reference_loop(servers[REFERENCE.name])}) and the processor (processor.cli "
@@ -549,12 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print()
     print(format_extras(cold, memory))
+    print("\n".join(peer_lines(rows)))
     print(f"cold_start: {cold['ratio']:.2f} (target {COLD_START_TARGET})")
     elapsed = time.monotonic() - began
     print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "date": date, "machine": info, "wrk": wrk_version, "uvloop": loop_version,
+        "peers": versions,
         "settings": {"rounds": args.rounds, "duration_s": args.duration,
                      "warmup_s": args.warmup, "connections": CONNECTIONS, "threads": 1},
         "configurations": rows, "cold_start": cold, "rss": memory, "elapsed_s": elapsed,

@@ -1,23 +1,23 @@
 #!/usr/bin/env python3
-"""OpenInference benchmark: the processor's openinference trigger against MLServer.
+"""OpenInference benchmark: the processor's openinference trigger against MLServer and KServe.
 
 Run as ``python test/bench/openinference_bench.py`` (``make bench-openinference``).
-Both servers serve the same "double the input" model: MLServer a custom
-``MLModel`` (installed on first use into its own venv, /opt/mlserver-venv, because
-its pins clash with ours; one model instance, ``parallel_workers: 0``), the
-processor the documented one-line numpy handler in each worker kind chosen with
-``--servers`` (default: one process worker, the issue's configuration, and the
-async kind). The same load drives each: a client process keeping N requests in
-flight (16 by default) for a fixed time after a warm-up, with the request bytes
-encoded once (REST through aiohttp, gRPC through grpc.aio with tritonclient's
-messages), so the servers, not the client's tensor encoding, are measured.
-Rows: JSON tensors on both sides (small and 1x3x224x224), gRPC raw contents,
-and REST with the binary extension for the processor (MLServer lacks it and
-gets the same tensors in JSON). Rounds are interleaved, medians reported, ratios
-to MLServer measured in the same run; ``--baseline DIR`` also runs each processor
-from another checkout (before/after). One summary line per row and server:
-``openinference <row> (<server>) vs MLServer: <ratio> (target 1.5)``. Results go
-to stdout (a table) and to ``results/openinference.json``.
+Every server serves the same "double the input" model: MLServer a custom
+``MLModel`` (one model instance, ``parallel_workers: 0``), KServe a ``kserve.Model``
+(kserve_peer.py, one process), each installed on first use into its own venv
+(/opt/mlserver-venv, /opt/kserve-venv: their pins clash with ours), the processor
+the documented numpy handler in each worker kind chosen with ``--servers``
+(default: one process worker, the issue's configuration, and the async kind).
+The same load drives each: a client process keeping N requests in flight (16 by
+default) for a fixed time after a warm-up, the request bytes encoded once (REST
+through aiohttp, gRPC through grpc.aio with tritonclient's messages), so the
+servers, not the client's tensor encoding, are measured. Rows: JSON tensors
+(small and 1x3x224x224), gRPC raw contents, and REST with the binary extension
+(MLServer lacks it and gets the same tensors in JSON). Rounds are interleaved,
+medians reported, ratios to each peer from the same run; ``--baseline DIR`` also
+runs each processor from another checkout. One summary line per row, server and
+peer: ``openinference <row> (<server>) vs <peer>: <ratio> (target 1.5)``. Results
+go to stdout (a table) and to ``results/openinference.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 from test.bench.http_bench import http_get, log_tail, machine, stop_process, unwind_on_sigterm
+from test.bench.kserve_peer import KSERVE_VENV, ensure_venv, launch_kserve, venv_version
 from test.support import free_port, platform_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,8 +190,8 @@ ROWS = (
     Row("REST large, JSON both", "rest", (1, 3, 224, 224), False),
     Row("gRPC small 1x16", "grpc", (1, 16), False),
     Row("gRPC large 1x3x224x224", "grpc", (1, 3, 224, 224), False),
-    Row("REST small, binary (peers JSON)", "rest", (1, 16), True),
-    Row("REST large, binary (peers JSON)", "rest", (1, 3, 224, 224), True),
+    Row("REST small, binary (MLServer JSON)", "rest", (1, 16), True),
+    Row("REST large, binary (MLServer JSON)", "rest", (1, 3, 224, 224), True),
 )
 
 
@@ -202,16 +203,6 @@ class Server:
     grpc_port: int
     log: Path
     binary_rest: bool  # speaks the binary tensor extension
-
-
-def ensure_mlserver() -> Path:
-    binary = MLSERVER_VENV / "bin" / "mlserver"
-    if not binary.exists():
-        print("Installing MLServer into its own venv (first run only)...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", "mlserver"],
-                       check=True, timeout=900)
-    return binary
 
 
 def launch_mlserver(workdir: Path) -> Server:
@@ -228,7 +219,8 @@ def launch_mlserver(workdir: Path) -> Server:
         "host": "127.0.0.1", "http_port": rest, "grpc_port": grpc_port,
         "metrics_port": free_port(), "parallel_workers": 0, "debug": False}))
     log = workdir / "mlserver.log"
-    proc = subprocess.Popen([str(ensure_mlserver()), "start", str(folder)], cwd=model,
+    mlserver = ensure_venv(MLSERVER_VENV, "mlserver").with_name("mlserver")
+    proc = subprocess.Popen([str(mlserver), "start", str(folder)], cwd=model,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     return Server("MLServer", proc, rest, grpc_port, log, binary_rest=False)
 
@@ -267,14 +259,15 @@ def wait_ready(server: Server) -> None:
     raise RuntimeError(f"{server.name} not ready in {READY_TIMEOUT}s:\n{log_tail(server.log)}")
 
 
-# name -> (label, handler, worker kind, workers); "mlserver" is the reference.
+# name -> (label, handler, worker kind, workers); PEERS are the servers compared with.
 PROCESSORS = {
     "async": ("processor async", "double_async", "async", 1),
     "process1": ("processor process x1", "double_sync", "process", 1),
     "process2": ("processor process x2", "double_sync", "process", 2),
 }
-PEERS = ("mlserver",)
-DEFAULT_SERVERS = "mlserver,process1,async"
+PEERS = {"mlserver": "MLServer", "kserve": "KServe"}  # name -> label
+PEER_VENVS = {"mlserver": MLSERVER_VENV, "kserve": KSERVE_VENV}
+DEFAULT_SERVERS = "mlserver,kserve,process1,async"
 
 
 @contextlib.contextmanager
@@ -285,6 +278,8 @@ def running(workdir: Path, names: list[str], baseline: Path | None = None
         for name in names:
             if name == "mlserver":
                 servers.append(launch_mlserver(workdir))
+            elif name == "kserve":
+                servers.append(Server("KServe", *launch_kserve(workdir), binary_rest=True))
             else:
                 label, handler, kind, workers = PROCESSORS[name]
                 servers.append(launch_processor(workdir, label, handler, kind, workers))
@@ -322,33 +317,41 @@ def bench(servers: list[Server], args: argparse.Namespace) -> list[dict[str, Any
             order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
             for server in order:
                 runs[server.name].append(measure(server, row, args))
-        reference = statistics.median(r["rps"] for r in runs[servers[0].name])
+        medians = {name: statistics.median(r["rps"] for r in got) for name, got in runs.items()}
+        peers = [s.name for s in servers if s.name in PEERS.values()]
         for server in servers:
-            rps = statistics.median(r["rps"] for r in runs[server.name])
+            rps = medians[server.name]
+            vs = {peer: rps / medians[peer] if medians[peer] else None for peer in peers}
             rows.append({
                 "row": row.name, "server": server.name, "rps": rps,
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs[server.name]),
-                "ratio": rps / reference if reference else None,
-                "errors": sum(r["errors"] for r in runs[server.name]),
+                "ratio": rps / medians[servers[0].name] if medians[servers[0].name] else None,
+                "vs": vs, "errors": sum(r["errors"] for r in runs[server.name]),
                 "binary": row.binary and server.binary_rest and row.protocol == "rest",
                 "runs": runs[server.name]})
-            print(f"  {row.name:26} {server.name:22} {rps:8.0f} req/s  "
-                  f"p99 {rows[-1]['p99_ms']:7.1f} ms  x{rows[-1]['ratio']:.2f}", flush=True)
+            print(f"  {row.name:34} {server.name:22} {rps:8.0f} req/s  "
+                  f"p99 {rows[-1]['p99_ms']:7.1f} ms  " + "  ".join(
+                      f"{peer} x{ratio:.2f}" for peer, ratio in vs.items() if ratio), flush=True)
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| row | server | req/s (median) | vs MLServer | p99 ms |", "|---|---|---|---|---|"]
+    """Markdown, one ``vs <peer>`` column per peer in the run."""
+    peers = list(rows[0]["vs"]) if rows else []
+    lines = ["| row | server | req/s (median) | " + "".join(f"vs {p} | " for p in peers)
+             + "p99 ms |", "|---|---|---|" + "---|" * len(peers) + "---|"]
     for r in rows:
-        lines.append(f"| {r['row']} | {r['server']} | {r['rps']:.0f} | {r['ratio']:.2f} | "
-                     f"{r['p99_ms']:.1f} |")
+        lines.append(f"| {r['row']} | {r['server']} | {r['rps']:.0f} | "
+                     + "".join(f"{r['vs'][p] or 0:.2f} | " for p in peers)
+                     + f"{r['p99_ms']:.1f} |")
     return "\n".join(lines)
 
 
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """One ``<name>: <ratio> (target 1.5)`` line per processor server and row."""
-    return [f"openinference {r['row']} ({r['server']}) vs MLServer: {r['ratio']:.2f} "
-            f"(target {TARGET_RATIO})" for r in rows if r["server"] != "MLServer"]
+    """One ``<name>: <ratio> (target 1.5)`` line per processor server, row and peer."""
+    return [f"openinference {r['row']} ({r['server']}) vs {peer}: {ratio or 0:.2f} "
+            f"(target {TARGET_RATIO})" for r in rows if r["server"] not in PEERS.values()
+            for peer, ratio in r["vs"].items()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -359,8 +362,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--servers", default=DEFAULT_SERVERS,
-                        help=f"comma-separated, first is the reference: mlserver, "
-                             f"{', '.join(PROCESSORS)}")
+                        help=f"comma-separated, first is the reference: "
+                             f"{', '.join([*PEERS, *PROCESSORS])}")
     parser.add_argument("--rows", nargs="*", default=[],
                         help="only rows whose name contains one of these words")
     parser.add_argument("--baseline", type=Path, default=None,
@@ -375,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, running(
             Path(tmp), args.servers.split(","), args.baseline) as servers:
+        versions = {label: venv_version(PEER_VENVS[name], name)
+                    for name, label in PEERS.items() if name in args.servers.split(",")}
+        print("Peers: " + ", ".join(f"{label} {v}" for label, v in versions.items()), flush=True)
         rows = bench(servers, args)
     print()
     print(format_table(rows))
@@ -384,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps({
         "when": datetime.datetime.now(datetime.UTC).isoformat(), "machine": machine(),
         "settings": vars(args) | {"output": str(args.output), "baseline": str(args.baseline)},
-        "rows": rows}, indent=1))
+        "peers": versions, "rows": rows}, indent=1))
     print(f"Total time {time.monotonic() - started:.0f} s; results in {args.output}")
     return 0
 
