@@ -37,6 +37,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 from test.bench.http_peers import (
+    GUNICORN,
+    PIPELINED,
+    PROCESS,
+    REFERENCE,
+    SETUPS,
+    UVICORN,
     Server,
     Setup,
     launch,
@@ -63,19 +69,6 @@ P99_LIMIT = 2.0  # every processor configuration's p99 within this multiple of t
 # ``python -c "import aiohttp.web"``, measured in the same run.
 COLD_START_TARGET = 1.2
 
-REFERENCE = Setup("aiohttp reference", peer="aiohttp")
-PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5)
-# Peers with as many worker processes as PROCESS: compared with it, without a target.
-UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
-GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
-SETUPS = (
-    REFERENCE,
-    UVICORN,
-    GUNICORN,
-    Setup("processor async x64", "async", 64, min_rps_ratio=0.8),
-    PROCESS,
-    Setup("processor thread x4", "thread", 4),
-)
 
 
 @dataclass
@@ -261,9 +254,24 @@ def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
     """req/s of the process kind over each same-sized peer's; informational, so worded
     ``(no target)`` to stay out of ``grep ': .*(target'``."""
     rps = {row["name"]: row["rps"] for row in rows}
-    label = PROCESS.name.removeprefix("processor ")
-    return [f"http {label} vs {peer.name}: {rps[PROCESS.name] / rps[peer.name]:.2f}x "
-            "(no target)" for peer in (UVICORN, GUNICORN)]
+    return [f"http {ours.name.removeprefix('processor ')} vs {peer.name}: "
+            f"{rps[ours.name] / rps[peer.name]:.2f}x (no target)"
+            for ours in (PROCESS, PIPELINED) for peer in (UVICORN, GUNICORN)]
+
+
+def target_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One ``<name>: <ratio> (target <t>)`` line per target of each processor row."""
+    lines = []
+    for setup, row in zip(SETUPS, rows, strict=True):
+        if setup.peer is not None:
+            continue
+        name = "http_" + setup.name.removeprefix("processor ").replace(", 2/worker",
+                                                                       "_pipelined")
+        name = name.replace(" ", "_")
+        if setup.min_rps_ratio is not None:
+            lines.append(f"{name}: {row['rps_ratio']:.2f} (target {setup.min_rps_ratio})")
+        lines.append(f"{name}_p99: {row['p99_ratio']:.2f} (target <= {P99_LIMIT})")
+    return lines
 
 
 def _cpu_cell(row: dict[str, Any]) -> str:
@@ -378,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_extras(cold, memory))
     print("\n".join(peer_lines(rows)))
+    print("\n".join(target_lines(rows)))
     print(f"cold_start: {cold['ratio']:.2f} (target {COLD_START_TARGET})")
     elapsed = time.monotonic() - began
     print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")

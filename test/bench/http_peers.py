@@ -87,10 +87,32 @@ class Setup:
     workers: int = 1
     min_rps_ratio: float | None = None
     peer: str | None = None
+    events_per_worker: int = 1  # spec.runtimeAttributes.eventsPerWorker (process kind)
 
     @property
     def module(self) -> str:
         return "hello_async" if self.kind == "async" else "hello_sync"
+
+
+# The configurations under load, in the order of the table.
+REFERENCE = Setup("aiohttp reference", peer="aiohttp")
+PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5)
+# The same, with the opt-in pipelining (README "Worker kinds"): the next event waits in
+# the worker rather than in the pool.
+PIPELINED = Setup("processor process x2, 2/worker", "process", 2, min_rps_ratio=0.5,
+                  events_per_worker=2)
+# Peers with as many worker processes as PROCESS: compared with it, without a target.
+UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
+GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
+SETUPS = (
+    REFERENCE,
+    UVICORN,
+    GUNICORN,
+    Setup("processor async x64", "async", 64, min_rps_ratio=0.8),
+    PROCESS,
+    PIPELINED,
+    Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5),
+)
 
 
 @dataclass
@@ -163,7 +185,8 @@ def processor_command(setup: Setup, workdir: Path, tag: str, port: int, ready_po
         "apiVersion": "nuclio.io/v1", "kind": "NuclioFunction",
         "metadata": {"name": f"bench-{setup.kind}", "namespace": "default"},
         "spec": {"runtime": "python:3.11", "handler": f"{setup.module}:handler",
-                 "runtimeAttributes": {"workerKind": setup.kind},
+                 "runtimeAttributes": {"workerKind": setup.kind,
+                                       "eventsPerWorker": setup.events_per_worker},
                  "triggers": {"http": trigger}},
     }
     config, plat = workdir / f"{tag}-function.yaml", workdir / f"{tag}-platform.yaml"

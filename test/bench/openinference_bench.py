@@ -226,14 +226,14 @@ def launch_mlserver(workdir: Path) -> Server:
 
 
 def launch_processor(workdir: Path, name: str, handler: str, kind: str, workers: int,
-                     root: Path = ROOT) -> Server:
+                     per_worker: int = 1, root: Path = ROOT) -> Server:
     fn_dir = workdir / name
     fn_dir.mkdir()
     (fn_dir / f"{handler}.py").write_text(HANDLERS[handler])
     rest, grpc_port = free_port(), free_port()
     config = {"metadata": {"name": "double"}, "spec": {
         "handler": f"{handler}:handler", "disableDefaultHTTPTrigger": True,
-        "runtimeAttributes": {"workerKind": kind},
+        "runtimeAttributes": {"workerKind": kind, "eventsPerWorker": per_worker},
         "triggers": {"infer": {"kind": "openinference", "numWorkers": workers, "attributes": {
             "model_name": "double", "rest_port": rest, "grpc_port": grpc_port}}}}}
     (fn_dir / "function.yaml").write_text(yaml.safe_dump(config))
@@ -259,15 +259,17 @@ def wait_ready(server: Server) -> None:
     raise RuntimeError(f"{server.name} not ready in {READY_TIMEOUT}s:\n{log_tail(server.log)}")
 
 
-# name -> (label, handler, worker kind, workers); PEERS are the servers compared with.
+# name -> (label, handler, worker kind, workers, eventsPerWorker); PEERS are the servers
+# compared with. "pipelined1" is process1 with the opt-in pipelining (README "Worker kinds").
 PROCESSORS = {
-    "async": ("processor async", "double_async", "async", 1),
-    "process1": ("processor process x1", "double_sync", "process", 1),
-    "process2": ("processor process x2", "double_sync", "process", 2),
+    "async": ("processor async", "double_async", "async", 1, 1),
+    "process1": ("processor process x1", "double_sync", "process", 1, 1),
+    "pipelined1": ("processor process x1, 2/worker", "double_sync", "process", 1, 2),
+    "process2": ("processor process x2", "double_sync", "process", 2, 1),
 }
 PEERS = {"mlserver": "MLServer", "kserve": "KServe"}  # name -> label
 PEER_VENVS = {"mlserver": MLSERVER_VENV, "kserve": KSERVE_VENV}
-DEFAULT_SERVERS = "mlserver,kserve,process1,async"
+DEFAULT_SERVERS = "mlserver,kserve,process1,pipelined1,async"
 
 
 @contextlib.contextmanager
@@ -281,11 +283,12 @@ def running(workdir: Path, names: list[str], baseline: Path | None = None
             elif name == "kserve":
                 servers.append(Server("KServe", *launch_kserve(workdir), binary_rest=True))
             else:
-                label, handler, kind, workers = PROCESSORS[name]
-                servers.append(launch_processor(workdir, label, handler, kind, workers))
+                label, handler, kind, workers, per_worker = PROCESSORS[name]
+                servers.append(launch_processor(workdir, label, handler, kind, workers,
+                                                per_worker))
                 if baseline is not None:  # the same, from another checkout (before/after)
                     servers.append(launch_processor(workdir, f"{label} (baseline)", handler,
-                                                    kind, workers, baseline))
+                                                    kind, workers, per_worker, baseline))
         for server in servers:
             wait_ready(server)
         yield servers
