@@ -2,30 +2,57 @@
 
 Exit status: 0 after a clean stop, 2 for any configuration problem (reported
 before anything listens), 1 when the function's ``init_context`` fails.
+
+The processor's own modules are imported inside ``main``, under
+``collector_paused``: importing them and validating the config make some
+hundred thousand objects that all live for the whole run, and the cyclic
+garbage collector would otherwise walk them over and over on the way to
+``/ready``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import gc
 import os
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from core.config import ConfigError
-from core.function_config import (
-    DEFAULT_CONFIG_PATH,
-    PlatformConfig,
-    load_platform_config,
-)
-from core.function_set import load_function_configs
-from processor.startup import apply_env, ca_certificates_on_first_use, prespawn_workers
-from runtime.logger import INFO, Logger, parse_level
+if TYPE_CHECKING:
+    from core.function_config import PlatformConfig
+    from processor.app import Processor
+    from runtime.logger import Logger
 
 EXIT_CONFIG = 2
 EXIT_INIT = 1
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the processor imports its modules and reads
+    its config; they are frozen (as ``Processor.start`` freezes everything at ready)
+    before the collector resumes, so it never walks them again.
+
+    Only the processor's own start-up runs under it: the collector is back before any
+    of the function's code runs (handler import, ``init_context``). The cyclic garbage
+    of those imports (about 2,000 objects, 0.5 MiB) is frozen with them instead of being
+    collected; walking every start-up object to find it would cost the time saved.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from core.function_config import DEFAULT_CONFIG_PATH
+
     parser = argparse.ArgumentParser(
         prog="processor", description="Run a Nuclio Python function behind its triggers.",
         epilog="Kubernetes: 'processor kube render --config function.yaml' prints manifests "
@@ -50,6 +77,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _logging_choices(platform: PlatformConfig, args: argparse.Namespace) -> tuple[int, int, str]:
+    from runtime.logger import INFO, parse_level
+
     logger = platform.logger
     system = parse_level(logger.system[0].level if logger.system else None, INFO)
     functions = parse_level(logger.functions[0].level if logger.functions else None, system)
@@ -63,6 +92,8 @@ def _logging_choices(platform: PlatformConfig, args: argparse.Namespace) -> tupl
 
 
 def _use_uvloop() -> None:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:
@@ -70,13 +101,20 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["kube"]:
-        from processor.kube.cli import main as kube_main
+def _prepare(argv: list[str]) -> tuple[Processor, Logger]:
+    """Everything before the function's own code runs: arguments, config (a problem
+    exits 2 here), process workers started, the processor built."""
+    from core.config import ConfigError
+    from core.function_config import DEFAULT_CONFIG_PATH, load_platform_config
+    from core.function_set import load_function_configs
+    from processor.startup import (
+        apply_env,
+        ca_certificates_on_first_use,
+        import_trigger_modules,
+        prespawn_workers,
+    )
+    from runtime.logger import INFO, Logger
 
-        kube_main(argv[1:])
-        return
     args = _parse_args(argv)
     boot = Logger("processor", INFO, args.log_format or "json")
     try:
@@ -97,10 +135,28 @@ def main(argv: list[str] | None = None) -> None:
         prespawn_workers(config, function_level, fmt)
     # Only now the heavy imports (aiohttp, prometheus-client), while workers start.
     with ca_certificates_on_first_use():
-        from processor.app import FunctionInitError, Processor
+        from processor.app import Processor
 
+        import_trigger_modules(configs)
     _use_uvloop()
     processor = Processor(configs, platform, logger, function_level, fmt, args.listen_host)
+    return processor, logger
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kube"]:
+        from processor.kube.cli import main as kube_main
+
+        kube_main(argv[1:])
+        return
+    with collector_paused():
+        processor, logger = _prepare(argv)
+    import asyncio
+
+    from core.config import ConfigError
+    from processor.app import FunctionInitError
+
     try:
         asyncio.run(processor.run())
     except ConfigError as exc:

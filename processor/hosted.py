@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import DEFAULT_HTTP_PORT, ConfigError, unknown_keys, validate_model
 from core.function_config import LoadedConfig, ResolvedTrigger
@@ -19,8 +19,6 @@ from core.metrics import Metrics
 from core.sink import Sink, SinkSpec
 from fusion.calls import Caller
 from fusion.local import LocalTarget
-from fusion.workflow_config import WorkflowSpec, check_targets, parse_workflow
-from fusion.workflow_pool import build_workflow_pool
 from processor.startup import function_settings
 from processor.status.document import FunctionInfo
 from runtime.function import FunctionSettings
@@ -31,6 +29,9 @@ from runtime.workers import WorkerKindError, build_pool, resolve_kind
 from sinks.registry import sink_class
 from triggers.base import StopRequest, Trigger
 from triggers.registry import configured_trigger
+
+if TYPE_CHECKING:  # imported by the functions that are workflows, when they are built
+    from fusion.workflow_config import WorkflowSpec
 
 
 @dataclass
@@ -73,6 +74,10 @@ class HostedFunction:
     def build(self) -> None:
         spec = self.config.function.spec
         if not spec.handler:
+            # A workflow's modules (and pydantic models) load only for a workflow: a
+            # cold start of a handler function does not pay for them.
+            from fusion.workflow_config import parse_workflow
+
             self.workflow = parse_workflow(spec.workflow, f"{self.where}spec.workflow")
             self.worker_kind = "workflow"
         else:
@@ -131,6 +136,8 @@ class HostedFunction:
         return pool, loaded
 
     def _workflow_pool(self, trig: ResolvedTrigger, workflow: WorkflowSpec) -> WorkerPool:
+        from fusion.workflow_pool import build_workflow_pool
+
         spec = self.config.function.spec
         return build_workflow_pool(
             self.name, workflow, self._caller, self.logger,
@@ -143,6 +150,8 @@ class HostedFunction:
     def check_workflow(self, is_known: Callable[[str], bool]) -> None:
         """Every step's function is hosted here or has an address (after all are built)."""
         if self.workflow is not None:
+            from fusion.workflow_config import check_targets
+
             check_targets(self.workflow, f"{self.where}spec.workflow", is_known)
 
     def _port_taken(self, port: int) -> bool:

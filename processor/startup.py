@@ -18,7 +18,7 @@ from runtime.function import FunctionSettings
 from runtime.handler import split_handler
 from runtime.workers import resolve_kind
 from runtime.workers.process import base_env, prespawn, set_base_env
-from triggers.registry import TRIGGERS
+from triggers.registry import TRIGGERS, trigger_class
 
 
 def function_settings(config: LoadedConfig, trigger: ResolvedTrigger, log_level: int,
@@ -45,6 +45,17 @@ def prespawn_workers(config: LoadedConfig, log_level: int, log_format: str) -> N
         settings = function_settings(config, trigger, log_level, log_format)
         if resolve_kind(requested, settings) == "process":
             prespawn(settings, trigger.num_workers)
+
+
+def import_trigger_modules(configs: list[LoadedConfig]) -> None:
+    """Imports the modules of the trigger kinds in use, which building the processor
+    would import anyway, so that the CLI does it while the collector is paused
+    (``processor.cli.collector_paused``). A module that fails to import is left for the
+    build, which reports the failure as it always has."""
+    for kind in sorted({t.kind for config in configs for t in config.triggers}):
+        if kind in TRIGGERS:
+            with contextlib.suppress(Exception):
+                trigger_class(kind)
 
 
 def function_env(config: LoadedConfig, base: Any) -> dict[str, str]:

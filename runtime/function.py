@@ -7,11 +7,10 @@ whichever kind the user picks.
 
 from __future__ import annotations
 
-import asyncio
 import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nuclio_sdk
 
@@ -28,6 +27,9 @@ from runtime.responses import (
     convert_output,
     error_response,
 )
+
+if TYPE_CHECKING:  # annotations only: a process worker with a sync handler never imports asyncio
+    import asyncio
 
 Payload = RawEvent | list[RawEvent]
 Result = RawResponse | list[RawResponse]

@@ -10,6 +10,7 @@ every URL in it has its user:password removed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -60,7 +61,10 @@ class _Windows:
     p99_history: History = field(default_factory=lambda: History(HISTORY_POINTS))
 
 
+@functools.cache
 def _version() -> str:
+    """Asked when the first document is built, not at start-up: finding the installed
+    distribution scans every ``*.dist-info`` on sys.path (several ms of a cold start)."""
     try:
         return metadata.version("nuclio-py-processor")
     except metadata.PackageNotFoundError:
@@ -81,7 +85,6 @@ class StatusBuilder:
         self.preview_enabled = preview
         self._started = time.monotonic()
         self._windows: dict[str, _Windows] = {}
-        self._version = _version()
 
     # -- sampling (once a second) --------------------------------------------------------
     def tick(self, now: float | None = None) -> None:
@@ -123,7 +126,7 @@ class StatusBuilder:
             "time": round(time.time(), 3),
             "function": vars(self.function).copy(),
             **extra,
-            "processor": {"version": self._version, "pid": os.getpid(),
+            "processor": {"version": _version(), "pid": os.getpid(),
                           "uptime_seconds": round(time.monotonic() - self._started, 1),
                           "ready": phase == "ready", "phase": phase,
                           "preview": self.preview_enabled},

@@ -4,12 +4,15 @@
 worker, isolated and truly parallel. ``async`` (default for ``async def``
 handlers): events run on the processor's loop. ``thread``: sync handlers on
 threads, for I/O-bound code that must share memory.
+
+A process worker imports this package too (``process_main`` lives in it), so it
+imports only what a worker needs: the pool (and asyncio with it) and ``ast`` are
+imported where they are used, in the processor.
 """
 
 from __future__ import annotations
 
-import ast
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from runtime.function import FunctionRunner, FunctionSettings
 from runtime.handler import (
@@ -20,7 +23,9 @@ from runtime.handler import (
     split_handler,
 )
 from runtime.logger import Logger
-from runtime.pool import Worker, WorkerPool
+
+if TYPE_CHECKING:
+    from runtime.pool import Worker, WorkerPool
 
 WorkerKind = Literal["process", "thread", "async"]
 WORKER_KINDS: tuple[str, ...] = ("process", "thread", "async")
@@ -32,6 +37,8 @@ class WorkerKindError(Exception):
 
 def handler_is_async(spec: str, function_dir: str) -> bool:
     """Reads (without running) the handler's module to see if it is ``async def``."""
+    import ast
+
     module, function = split_handler(spec)
     add_function_dir(function_dir)
     try:
@@ -64,6 +71,8 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     """A pool of ``size`` workers of ``kind``; in-process kinds import the handler here.
     ``events_per_worker`` > 1 pipelines events to process workers; the in-process kinds
     run every event they are given at once, so they keep one event per worker."""
+    from runtime.pool import WorkerPool
+
     pool: WorkerPool
     factory: object
     if kind == "process":

@@ -2,12 +2,13 @@
 
 A plain blocking loop over a Unix socket inherited from the processor: one
 event in, one response out. It imports only the runtime (not aiohttp), so a
-worker costs little memory beyond the user's own imports.
+worker costs little memory beyond the user's own imports; asyncio only for an
+``async def`` handler or ``init_context``, since a worker's start-up is on the
+processor's path to ``/ready``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ctypes
 import gc
@@ -17,7 +18,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from runtime import calls
 from runtime.events import RawEvent
@@ -25,6 +26,9 @@ from runtime.function import FunctionRunner, FunctionSettings
 from runtime.handler import HandlerLoadError, load_handler
 from runtime.responses import RawResponse, error_response
 from runtime.workers import wire
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 def _die_with_parent() -> None:
@@ -103,7 +107,11 @@ def serve(sock: socket.socket) -> int:
         return 2
     send(wire.encode(("loaded", None)))
     runner = FunctionRunner(loaded, settings, worker_id)
-    loop = asyncio.new_event_loop() if loaded.is_async or loaded.init_is_async else None
+    loop: asyncio.AbstractEventLoop | None = None
+    if loaded.is_async or loaded.init_is_async:
+        import asyncio
+
+        loop = asyncio.new_event_loop()
     try:
         runner.init_sync(loop)
     except BaseException as exc:
