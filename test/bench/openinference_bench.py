@@ -264,7 +264,7 @@ def wait_ready(server: Server) -> None:
 PROCESSORS = {
     "async": ("processor async", "double_async", "async", 1, 1),
     "process1": ("processor process x1", "double_sync", "process", 1, 1),
-    "pipelined1": ("processor process x1, 2/worker", "double_sync", "process", 1, 2),
+    "pipelined1": ("processor process x1, 2 per worker", "double_sync", "process", 1, 2),
     "process2": ("processor process x2", "double_sync", "process", 2, 1),
 }
 PEERS = {"mlserver": "MLServer", "kserve": "KServe"}  # name -> label
