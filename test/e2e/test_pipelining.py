@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,21 @@ def _get(url: str) -> tuple[requests.Response, float]:
     return response, time.monotonic()
 
 
+def _behind(pool: ThreadPoolExecutor, base: str, first: str, second: str
+            ) -> tuple[Future[tuple[requests.Response, float]],
+                       Future[tuple[requests.Response, float]]]:
+    """``first`` starts in the worker; 0.3 s later ``second`` is sent, to queue behind it."""
+    running = pool.submit(_get, base + first)
+    time.sleep(0.3)
+    return running, pool.submit(_get, base + second)
+
+
 def test_queued_event_runs_after_the_current_one_on_the_same_worker(start_processor):
     proc, base = _start(start_processor, workers=1, depth=2)
     pid = requests.get(base + "/ok", timeout=10).json()["pid"]
     with ThreadPoolExecutor(2) as pool:
-        slow = pool.submit(_get, base + "/sleep?s=1")
-        time.sleep(0.3)
-        sent = time.monotonic()
-        quick = pool.submit(_get, base + "/ok")
+        sent = time.monotonic() + 0.3
+        slow, quick = _behind(pool, base, "/sleep?s=1", "/ok")
         time.sleep(0.2)
         # The one worker holds two events: a third is refused at once, as without
         # pipelining a second would be.
@@ -74,9 +81,7 @@ def test_crash_costs_only_the_running_event(start_processor):
     proc, base = _start(start_processor, workers=1, depth=2)
     first_pid = requests.get(base + "/ok", timeout=10).json()["pid"]
     with ThreadPoolExecutor(2) as pool:
-        dying = pool.submit(_get, base + "/slowexit?s=1")
-        time.sleep(0.3)
-        queued = pool.submit(_get, base + "/ok")
+        dying, queued = _behind(pool, base, "/slowexit?s=1", "/ok")
         (dying_r, _), (queued_r, _) = dying.result(), queued.result()
     assert dying_r.status_code == 500 and "worker process exited" in dying_r.json()["error"]
     # The queued event never started on the dead worker: it ran on the replacement.
@@ -98,9 +103,7 @@ def test_timeout_counts_from_when_the_event_starts(start_processor):
         assert first.result()[0].status_code == 200
         assert second.result()[0].status_code == 200
         # A stuck event times out; the event queued behind it runs on the replacement.
-        stuck = pool.submit(_get, base + "/sleep?s=10")
-        time.sleep(0.3)
-        queued = pool.submit(_get, base + "/ok")
+        stuck, queued = _behind(pool, base, "/sleep?s=10", "/ok")
         assert stuck.result()[0].status_code == 408
         assert queued.result()[0].status_code == 200
     assert proc.metric("nuclio_processor_handled_events_total", result="failure") == 1

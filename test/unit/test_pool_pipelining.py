@@ -44,13 +44,17 @@ def event(n: int) -> RawEvent:
     return RawEvent(str(n), b"", "", {}, {}, "POST", "/", "/", 0.0, "http", "t")
 
 
-def make_pool(size: int, depth: int, workers: list[HeldWorker]) -> WorkerPool:
+async def ready_pool(size: int, depth: int, workers: list[HeldWorker]) -> WorkerPool:
+    """A started pool whose workers (and their replacements) are appended to ``workers``."""
     def factory(worker_id: str) -> HeldWorker:
         worker = HeldWorker(worker_id)
         workers.append(worker)
         return worker
-    return WorkerPool("t", factory, size, availability_timeout=5.0, event_timeout=None,
+    pool = WorkerPool("t", factory, size, availability_timeout=5.0, event_timeout=None,
                       max_waiting=100, logger=Logger("test"), events_per_worker=depth)
+    await pool.load()
+    await pool.init()
+    return pool
 
 
 async def settle() -> None:
@@ -61,9 +65,7 @@ async def settle() -> None:
 def test_spreads_then_fills_and_returns_every_slot() -> None:
     async def main() -> None:
         workers: list[HeldWorker] = []
-        pool = make_pool(2, 3, workers)
-        await pool.load()
-        await pool.init()
+        pool = await ready_pool(2, 3, workers)
         rng = random.Random(7)
         tasks = [asyncio.ensure_future(pool.submit(event(i))) for i in range(2)]
         await settle()
@@ -95,9 +97,7 @@ def test_spreads_then_fills_and_returns_every_slot() -> None:
 def test_event_never_started_runs_on_the_replacement() -> None:
     async def main() -> None:
         workers: list[HeldWorker] = []
-        pool = make_pool(1, 2, workers)
-        await pool.load()
-        await pool.init()
+        pool = await ready_pool(1, 2, workers)
         running = asyncio.ensure_future(pool.submit(event(1)))
         queued = asyncio.ensure_future(pool.submit(event(2)))
         await settle()
