@@ -147,8 +147,8 @@ class ProcessWorker:
         runs = self._runs
         runs.append((fut, timeout))
         self._send(("event", wire.flatten(payload)))
-        if len(runs) == 1 and timeout:
-            self._timer = self._loop.call_later(timeout, self._on_timeout, fut, timeout)
+        if len(runs) == 1:
+            self._rearm()
         _, result = await fut
         return wire.results_from_wire(result)
 
@@ -157,11 +157,19 @@ class ProcessWorker:
             self._fail_runs(WorkerLost(408, f"event timed out after {timeout:g}s"))
             self.kill()
 
-    def _fail_runs(self, lost: WorkerLost) -> None:
-        """The oldest event gets ``lost``; the ones queued behind it never started."""
+    def _rearm(self) -> None:
+        """The oldest event is the one running in the worker: its timeout, and only its,
+        is armed (from when it started, not from when it was queued)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._runs:
+            fut, timeout = self._runs[0]
+            if timeout:
+                self._timer = self._loop.call_later(timeout, self._on_timeout, fut, timeout)
+
+    def _fail_runs(self, lost: WorkerLost) -> None:
+        """The oldest event gets ``lost``; the ones queued behind it never started."""
         first = True
         while self._runs:
             fut, _ = self._runs.popleft()
@@ -169,21 +177,15 @@ class ProcessWorker:
                 fut.set_exception(lost if first else WorkerLost(
                     503, "the worker was lost before this event started", started=False))
             first = False
+        self._rearm()
 
     def _on_result(self, message: tuple[str, Any]) -> None:
-        runs = self._runs
-        if not runs:
+        if not self._runs:
             return
-        fut, _ = runs.popleft()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        fut, _ = self._runs.popleft()
         if not fut.done():
             fut.set_result(message)
-        if runs:  # the next event starts now in the worker: its timeout starts too
-            head, timeout = runs[0]
-            if timeout:
-                self._timer = self._loop.call_later(timeout, self._on_timeout, head, timeout)
+        self._rearm()  # the next event starts now in the worker
 
     def _on_message(self, message: tuple[str, Any]) -> None:
         kind = message[0]

@@ -272,11 +272,9 @@ def target_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One ``<name>: <ratio> (target <t>)`` line per target of each processor row."""
     lines = []
     for setup, row in zip(SETUPS, rows, strict=True):
-        if setup.peer is not None:
-            continue
-        name = "http_" + setup.name.removeprefix("processor ").replace(", 2/worker",
-                                                                       "_pipelined")
-        name = name.replace(" ", "_")
+        name = setup.summary
+        if not name:
+            continue  # the reference and the peers: no target
         if setup.min_rps_ratio is not None:
             lines.append(f"{name}: {row['rps_ratio']:.2f} (target {setup.min_rps_ratio})")
         lines.append(f"{name}_p99: {row['p99_ratio']:.2f} (target <= {P99_LIMIT})")

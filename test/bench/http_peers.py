@@ -88,6 +88,7 @@ class Setup:
     min_rps_ratio: float | None = None
     peer: str | None = None
     events_per_worker: int = 1  # spec.runtimeAttributes.eventsPerWorker (process kind)
+    summary: str = ""  # the processor rows' name in the `<name>: <ratio> (target <t>)` lines
 
     @property
     def module(self) -> str:
@@ -96,11 +97,12 @@ class Setup:
 
 # The configurations under load, in the order of the table.
 REFERENCE = Setup("aiohttp reference", peer="aiohttp")
-PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5)
+PROCESS = Setup("processor process x2", "process", 2, min_rps_ratio=0.5,
+                summary="http_process_x2")
 # The same, with the opt-in pipelining (README "Worker kinds"): the next event waits in
 # the worker rather than in the pool.
 PIPELINED = Setup("processor process x2, 2/worker", "process", 2, min_rps_ratio=0.5,
-                  events_per_worker=2)
+                  events_per_worker=2, summary="http_process_x2_pipelined")
 # Peers with as many worker processes as PROCESS: compared with it, without a target.
 UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
 GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
@@ -108,10 +110,10 @@ SETUPS = (
     REFERENCE,
     UVICORN,
     GUNICORN,
-    Setup("processor async x64", "async", 64, min_rps_ratio=0.8),
+    Setup("processor async x64", "async", 64, min_rps_ratio=0.8, summary="http_async_x64"),
     PROCESS,
     PIPELINED,
-    Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5),
+    Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5, summary="http_thread_x4"),
 )
 
 
