@@ -86,14 +86,18 @@ class Setup:
     type: str | None  # the processor type; None: Envoy without ext_proc; "bare": the floor
     route: dict[str, str]
     min_ratio: float | None = None
+    summary: str = ""  # the name in the `<name>: <ratio> (target <t>)` line
 
 
 SETUPS = (
     Setup("Envoy, no ext_proc", None, {}),
-    Setup("wrapprocessor, headers + BUFFERED", "wrapprocessor", {}, 0.4),
-    Setup("preprocessor, request headers only", "preprocessor", HEADERS_ONLY, 0.6),
-    Setup("floor: bare grpc.aio, headers + BUFFERED", "bare", {}),
-    Setup("floor: bare grpc.aio, headers only", "bare", HEADERS_ONLY),
+    Setup("wrapprocessor, headers + BUFFERED", "wrapprocessor", {}, 0.4, "extproc_wrap_buffered"),
+    Setup("preprocessor, request headers only", "preprocessor", HEADERS_ONLY, 0.6,
+          "extproc_pre_headers_only"),
+    Setup("floor: bare grpc.aio, headers + BUFFERED", "bare", {}, None,
+          "extproc_floor_wrap_buffered"),
+    Setup("floor: bare grpc.aio, headers only", "bare", HEADERS_ONLY, None,
+          "extproc_floor_headers_only"),
 )
 
 
@@ -107,7 +111,8 @@ def processor_config(setup: Setup, port: int, workers: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running(workdir: Path, workers: int) -> Iterator[tuple[RunningEnvoy, dict[str, Any]]]:
+def running(workdir: Path, workers: int
+            ) -> Iterator[tuple[RunningEnvoy, dict[str, Any], RunningUpstream]]:
     """The upstream, one processor per ext_proc setup, and Envoy; all stopped on the way out."""
     upstream = RunningUpstream(workdir)
     processors: dict[str, RunningProcessor] = {}
@@ -133,7 +138,8 @@ def running(workdir: Path, workers: int) -> Iterator[tuple[RunningEnvoy, dict[st
         for proc in processors.values():
             proc.wait_ready()
         envoy = RunningEnvoy.with_routes(routes, upstream.port, workdir)
-        yield envoy, {**processors, **{s.name: bare for s in SETUPS if s.type == "bare"}}
+        yield (envoy, {**processors, **{s.name: bare for s in SETUPS if s.type == "bare"}},
+               upstream)
     finally:
         bare.kill()
         bare.wait()
@@ -171,10 +177,14 @@ def main() -> None:
     args = parser.parse_args()
     wrk_version = require_wrk()
     runs: dict[str, list[WrkRun]] = {s.name: [] for s in SETUPS}
-    # CPU per request of the ext_proc server alone (Envoy's is in WrkRun.cpu_us_per_request).
-    server_cpu: dict[str, list[float]] = {s.name: [] for s in SETUPS}
+    # CPU per request of each process apart: "server" is the ext_proc server, "envoy" and
+    # "upstream" show what the rest of the chain costs (WrkRun.cpu_us_per_request is
+    # Envoy + server, as before). Together they give the bound on the targets: the
+    # reference's whole chain against Envoy's own extra work for ext_proc.
+    cpu: dict[str, dict[str, list[float]]] = {
+        part: {s.name: [] for s in SETUPS} for part in ("server", "envoy", "upstream")}
     with tempfile.TemporaryDirectory(prefix="extproc-bench-") as tmp, \
-            running(Path(tmp), args.workers) as (envoy, processors):
+            running(Path(tmp), args.workers) as (envoy, processors, upstream):
         script = Path(tmp) / "post.lua"
         script.write_text(POST_SCRIPT)
         for index in range(len(SETUPS)):
@@ -188,30 +198,34 @@ def main() -> None:
                 if args.warmup:
                     run_wrk(url, args.warmup, script)
                 server = processors.get(setup.name)
-                pids = [envoy.proc.pid] + ([server.pid if isinstance(server, subprocess.Popen)
-                                            else server.proc.pid] if server else [])
-                before = [tree_cpu_seconds(p) for p in pids]
+                pids = {"envoy": envoy.proc.pid, "upstream": upstream.proc.pid}
+                if server:
+                    pids["server"] = (server.pid if isinstance(server, subprocess.Popen)
+                                      else server.proc.pid)
+                before = {part: tree_cpu_seconds(pid) for part, pid in pids.items()}
                 run = run_wrk(url, args.seconds, script)
-                used = [tree_cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
-                run.cpu_us_per_request = sum(used) / run.requests * 1e6 if run.requests else None
-                ours = used[1] / max(run.requests, 1) * 1e6 if len(used) > 1 else 0.0
+                used = {part: (tree_cpu_seconds(pid) - before[part]) / max(run.requests, 1) * 1e6
+                        for part, pid in pids.items()}
+                used.setdefault("server", 0.0)
+                run.cpu_us_per_request = used["envoy"] + used["server"]
                 runs[setup.name].append(run)
-                server_cpu[setup.name].append(ours)
+                for part, value in used.items():
+                    cpu[part][setup.name].append(value)
                 print(f"  round {round_no + 1}/{args.rounds} {setup.name:<36} "
                       f"{run.rps:>8.0f} req/s  p50 {run.p50_ms:6.2f} ms  "
-                      f"p99 {run.p99_ms:6.2f} ms  CPU us/req: Envoy+processor "
-                      f"{run.cpu_us_per_request or 0:4.0f}, processor {ours:4.0f}"
+                      f"p99 {run.p99_ms:6.2f} ms  CPU us/req: Envoy {used['envoy']:4.0f}, "
+                      f"ext_proc server {used['server']:4.0f}, upstream {used['upstream']:4.0f}"
                       + (f"  [{', '.join(run.problems)}]" if run.problems else ""), flush=True)
-    report(runs, server_cpu, args, wrk_version)
+    report(runs, cpu, args, wrk_version)
 
 
-def report(runs: dict[str, list[WrkRun]], server_cpu: dict[str, list[float]],
+def report(runs: dict[str, list[WrkRun]], cpu: dict[str, dict[str, list[float]]],
            args: argparse.Namespace, wrk_version: str) -> None:
     reference = statistics.median(r.rps for r in runs[SETUPS[0].name])
     reference_p99 = statistics.median(r.p99_ms for r in runs[SETUPS[0].name])
     rows = []
     print(f"\n{'configuration':<42} {'req/s':>7} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'p99 x':>6} {'CPU us/req':>10}  target")
+          f"{'p99 x':>6} {'server us':>9} {'Envoy us':>8} {'upstr. us':>9}  target")
     for setup in SETUPS:
         mine = runs[setup.name]
         row: dict[str, Any] = {
@@ -219,7 +233,8 @@ def report(runs: dict[str, list[WrkRun]], server_cpu: dict[str, list[float]],
             "p50_ms": statistics.median(r.p50_ms for r in mine),
             "p99_ms": statistics.median(r.p99_ms for r in mine),
             "cpu_us_per_request": statistics.median(r.cpu_us_per_request or 0 for r in mine),
-            "server_cpu_us_per_request": statistics.median(server_cpu[setup.name]),
+            **{f"{part}_cpu_us_per_request": statistics.median(values[setup.name])
+               for part, values in cpu.items()},
             "problems": sorted({p for r in mine for p in r.problems}),
             "rounds": [asdict(r) for r in mine]}
         row["ratio"] = row["rps"] / reference
@@ -231,7 +246,8 @@ def report(runs: dict[str, list[WrkRun]], server_cpu: dict[str, list[float]],
         rows.append(row)
         print(f"{setup.name:<42} {row['rps']:>7.0f} {row['ratio']:>6.2f} {row['p50_ms']:>7.2f} "
               f"{row['p99_ms']:>7.2f} {row['p99_ratio']:>6.2f} "
-              f"{row['server_cpu_us_per_request']:>10.0f}  {target}"
+              f"{row['server_cpu_us_per_request']:>9.0f} {row['envoy_cpu_us_per_request']:>8.0f} "
+              f"{row['upstream_cpu_us_per_request']:>9.0f}  {target}"
               + (f"  [{', '.join(row['problems'])}]" if row["problems"] else ""))
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps({
@@ -239,6 +255,11 @@ def report(runs: dict[str, list[WrkRun]], server_cpu: dict[str, list[float]],
         "machine": machine(), "wrk": wrk_version, "connections": CONNECTIONS,
         "rounds": args.rounds, "seconds": args.seconds, "workers": args.workers,
         "rows": rows}, indent=2))
+    print()
+    for setup, row in zip(SETUPS, rows, strict=True):
+        if setup.summary:
+            print(f"{setup.summary}: {row['ratio']:.2f} "
+                  + (f"(target >= {setup.min_ratio})" if setup.min_ratio else "(no target)"))
     print(f"\nresults: {RESULTS_PATH}")
 
 

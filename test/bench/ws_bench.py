@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [reference, *(summarise(s, runs[s.name], reference) for s in SETUPS[1:])]
     print()
     print(format_table(rows))
+    for setup, row in zip(SETUPS[1:], rows[1:], strict=True):
+        if setup.min_ratio is not None:  # one `<name>: <ratio> (target <t>)` line per target
+            print(f"ws_echo_vs_bare: {row['rps_ratio']:.2f} (target >= {setup.min_ratio})")
     elapsed = time.monotonic() - began
     print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
