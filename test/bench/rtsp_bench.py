@@ -3,10 +3,12 @@
 (a) a bare PyAV decode loop (the reference) and the processor: (b) rtsp trigger
 (default ``output: jpeg``) -> passthrough handler -> rtsp sink, with one ffmpeg
 player attached, and (c) rtsp trigger with ``output: raw`` (bgr24) -> a handler that
-views the pixels as a numpy image, no sink. Two more references show the encoders
+views the pixels as a numpy image, no sink. Three more references show the encoders
 apart from the processor: (a2) decode + the trigger's JPEG encoder (libjpeg-turbo
-via simplejpeg, media/frames.py) and (a3) decode + FFmpeg's MJPEG encoder as the
-trigger used it before (``frame.reformat`` + slice-threaded ``mjpeg``).
+via simplejpeg, media/frames.py), (a3) decode + FFmpeg's MJPEG encoder as the
+trigger used it before (``frame.reformat`` + slice-threaded ``mjpeg``) and (a4)
+decode + the trigger's bgr24 conversion into an event body (``RawConverter``): (a2)
+and (a4) are the floors of (b) and (c), what their outputs cost with no processor.
 
 Run as ``python test/bench/rtsp_bench.py``. Rounds run every case once, in an
 order rotated each round; each measures a fixed window after a warm-up: frames/s
@@ -64,6 +66,9 @@ encode = None
 if jpeg == "jpeg":  # the same JPEG encoding the trigger does by default
     from media.frames import JpegEncoder
     encode = JpegEncoder(80).encode
+elif jpeg == "raw":  # the conversion output: raw does (bgr24, one copy into the body)
+    from media.frames import RawConverter
+    encode = RawConverter("bgr24").convert
 elif jpeg == "ffmpeg":  # the trigger's encoder before libjpeg-turbo, for comparison
     from fractions import Fraction
     ctx = av.CodecContext.create("mjpeg", "w")
@@ -205,6 +210,7 @@ CASES = {  # name: (label, how to run it)
     "bare": "(a) bare PyAV decode",
     "bare_jpeg": "(a2) decode + JPEG",
     "bare_ffmpeg": "(a3) decode + FFmpeg MJPEG",
+    "bare_raw": "(a4) decode + bgr24 body",
     "processor": "(b) jpeg -> rtsp sink",
     "processor_raw": "(c) raw -> handler",
 }
@@ -216,7 +222,7 @@ def run_case(which: str, url: str, warmup: float, window: float, tmp: Path) -> d
     if which == "processor_raw":
         return run_processor(url, warmup, window, tmp, output="raw")
     return run_bare(url, warmup, window, jpeg={"bare": "none", "bare_jpeg": "jpeg",
-                                               "bare_ffmpeg": "ffmpeg"}[which])
+                                               "bare_ffmpeg": "ffmpeg", "bare_raw": "raw"}[which])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["cpu_ratio"] = summary["processor_cpu"] / bare_cpu
     summary["raw_cpu_ratio"] = summary["processor_raw_cpu"] / bare_cpu
     summary["cpu_ratio_vs_decode_and_jpeg"] = summary["processor_cpu"] / summary["bare_jpeg_cpu"]
+    summary["raw_cpu_ratio_vs_decode_and_convert"] = (summary["processor_raw_cpu"]
+                                                      / summary["bare_raw_cpu"])
     summary["real_time"] = summary["processor_fps"] >= FPS_TARGET
     summary["raw_real_time"] = summary["processor_raw_fps"] >= FPS_TARGET
     summary["cpu_target_met"] = summary["cpu_ratio"] <= JPEG_CPU_TARGET
@@ -266,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
           "has no latency figure)")
     print(f"(b)/(a2): {summary['cpu_ratio_vs_decode_and_jpeg']:.2f} (the processor's own cost "
           "on top of the JPEG encoding its default output needs)")
+    print(f"(c)/(a4): {summary['raw_cpu_ratio_vs_decode_and_convert']:.2f} (the processor's own "
+          "cost on top of the pixel conversion its raw output needs)")
+    print(f"rtsp_jpeg_floor_decode_and_jpeg: {summary['bare_jpeg_cpu'] / bare_cpu:.2f} "
+          "(no target)")
+    print(f"rtsp_raw_floor_decode_and_convert: {summary['bare_raw_cpu'] / bare_cpu:.2f} "
+          "(no target)")
     print(f"rtsp_jpeg_cpu_vs_decode: {summary['cpu_ratio']:.2f} (target <= {JPEG_CPU_TARGET})")
     print(f"rtsp_jpeg_real_time_fps: {summary['processor_fps']:.1f} (target >= {FPS_TARGET:.1f})")
     print(f"rtsp_raw_cpu_vs_decode: {summary['raw_cpu_ratio']:.2f} (target <= {RAW_CPU_TARGET})")
