@@ -280,9 +280,9 @@ def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"http {ours.name.removeprefix('processor ')} floor (aiohttp + {what}) "
                      f"vs reference: {row['rps_ratio']:.2f}x (no target); CPU/req "
                      f"{row.get('cpu_ratio', 0):.2f}x the reference's; {ours.name}: "
-                     f"{mine['rps'] / row['rps']:.2f}x its req/s, "
+                     f"{mine['rps'] / row['rps']:.2f}x the floor's req/s, "
                      f"{mine['cpu_us_per_request'] / (row['cpu_us_per_request'] or 1):.2f}x "
-                     "its CPU/req")
+                     "the floor's CPU/req")
     return lines
 
 
