@@ -6,8 +6,11 @@ ratio against a reference measured in the same run on the same machine, because
 these machines are shared and noisy (DESIGN.md section 7): a hello-world aiohttp
 app on uvloop. Measured beside it (http_peers.py says what each server is):
 uvicorn (2 workers, ASGI) and gunicorn (2 sync workers, WSGI), the servers a
-Python user would otherwise deploy, and the processor serving a hello-world
-Nuclio handler with each worker kind. Load comes from ``wrk``; runs are
+Python user would otherwise deploy, the processor serving a hello-world
+Nuclio handler with each worker kind, and two floors (http_floors.py): aiohttp
+handing each request to one of 2 bare worker processes or 4 threads, the least the
+process and thread kinds' designs cost in Python, which tell whether their targets
+are reachable at all. Load comes from ``wrk``; runs are
 interleaved across rounds and the medians are reported. Also measured: cold
 start to ``/ready`` and the memory of process workers. Results go to stdout (a
 table and summary lines) and to ``results/http.json``.
@@ -37,11 +40,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 from test.bench.http_peers import (
+    FLOOR_PROCESS,
+    FLOOR_THREAD,
     GUNICORN,
     PIPELINED,
     PROCESS,
     REFERENCE,
     SETUPS,
+    THREAD,
     UVICORN,
     Server,
     Setup,
@@ -260,12 +266,24 @@ def cold_start(workdir: Path, launches: int) -> dict[str, Any]:
 
 # -- report -----------------------------------------------------------------------------
 def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """req/s of the process kind over each same-sized peer's; informational, so worded
+    """req/s of the process kind over each same-sized peer's, then each floor against
+    the reference and the processor row it bounds; informational, so worded
     ``(no target)`` to stay out of ``grep ': .*(target'``."""
-    rps = {row["name"]: row["rps"] for row in rows}
-    return [f"http {ours.name.removeprefix('processor ')} vs {peer.name}: "
-            f"{rps[ours.name] / rps[peer.name]:.2f}x (no target)"
-            for ours in (PROCESS, PIPELINED) for peer in (UVICORN, GUNICORN)]
+    by_name = {row["name"]: row for row in rows}
+    rps = {name: row["rps"] for name, row in by_name.items()}
+    lines = [f"http {ours.name.removeprefix('processor ')} vs {peer.name}: "
+             f"{rps[ours.name] / rps[peer.name]:.2f}x (no target)"
+             for ours in (PROCESS, PIPELINED) for peer in (UVICORN, GUNICORN)]
+    for floor, ours, what in ((FLOOR_PROCESS, PROCESS, "2 bare worker processes"),
+                              (FLOOR_THREAD, THREAD, "4 threads")):
+        row, mine = by_name[floor.name], by_name[ours.name]
+        lines.append(f"http {ours.name.removeprefix('processor ')} floor (aiohttp + {what}) "
+                     f"vs reference: {row['rps_ratio']:.2f}x (no target); CPU/req "
+                     f"{row.get('cpu_ratio', 0):.2f}x the reference's; {ours.name}: "
+                     f"{mine['rps'] / row['rps']:.2f}x the floor's req/s, "
+                     f"{mine['cpu_us_per_request'] / (row['cpu_us_per_request'] or 1):.2f}x "
+                     "the floor's CPU/req")
+    return lines
 
 
 def target_lines(rows: list[dict[str, Any]]) -> list[str]:

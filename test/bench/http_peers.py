@@ -4,9 +4,13 @@ Three peers answer ``GET /`` with ``hello`` the way their users would write it:
 bare aiohttp on uvloop (the reference every ratio is taken against), uvicorn with
 2 worker processes serving a plain ASGI app, and gunicorn with 2 sync workers
 serving a plain WSGI app. The processor serves a hello-world Nuclio handler in
-each worker kind. Also here: what a running server costs, read from /proc for
-its whole process tree (CPU per request, RSS). Kept apart from the driver
-(http_bench.py) so that what is measured can be read in one place.
+each worker kind. Two more aiohttp apps are floors, not peers (http_floors.py):
+aiohttp handing each request to one of 2 bare worker processes, and to one of 4
+threads, the least that the process and thread kinds' designs cost, measured so
+that a target can be judged reachable or not in Python here. Also here: what a
+running server costs, read from /proc for its whole process tree (CPU per request,
+RSS). Kept apart from the driver (http_bench.py) so that what is measured can be
+read in one place.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.http_floors import FLOOR_PROCESS_APP, FLOOR_THREAD_APP
 from test.support import free_port, platform_config, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,12 +79,12 @@ def app(environ, start_response):
 SYNC_HANDLER = 'def handler(context, event):\n    return "hello"\n'
 ASYNC_HANDLER = 'async def handler(context, event):\n    return "hello"\n'
 
-PEERS = ("aiohttp", "uvicorn", "gunicorn")
+PEERS = ("aiohttp", "uvicorn", "gunicorn", "floor-process", "floor-thread")
 
 
 @dataclass(frozen=True)
 class Setup:
-    """One configuration under load: a peer server (``peer`` set) or the processor
+    """One configuration under load: a peer server or floor (``peer`` set) or the processor
     with worker kind ``kind``; ``min_rps_ratio`` is a processor target."""
 
     name: str
@@ -106,6 +111,11 @@ PIPELINED = Setup("processor process x2, 2/worker", "process", 2, min_rps_ratio=
 # Peers with as many worker processes as PROCESS: compared with it, without a target.
 UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
 GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
+THREAD = Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5, summary="http_thread_x4")
+# The floors (http_floors.py), each right after the processor rows it bounds: the
+# hop to a worker process or thread and nothing else, so no target.
+FLOOR_PROCESS = Setup("floor: aiohttp + 2 worker processes", workers=2, peer="floor-process")
+FLOOR_THREAD = Setup("floor: aiohttp + 4 threads", workers=4, peer="floor-thread")
 SETUPS = (
     REFERENCE,
     UVICORN,
@@ -113,7 +123,9 @@ SETUPS = (
     Setup("processor async x64", "async", 64, min_rps_ratio=0.8, summary="http_async_x64"),
     PROCESS,
     PIPELINED,
-    Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5, summary="http_thread_x4"),
+    FLOOR_PROCESS,
+    THREAD,
+    FLOOR_THREAD,
 )
 
 
@@ -155,7 +167,8 @@ def write_apps(workdir: Path) -> None:
     """Every app and handler as a module in ``workdir``, which each server imports from."""
     for module, source in (("hello_sync", SYNC_HANDLER), ("hello_async", ASYNC_HANDLER),
                            ("aiohttp_app", AIOHTTP_APP), ("asgi_app", ASGI_APP),
-                           ("wsgi_app", WSGI_APP)):
+                           ("wsgi_app", WSGI_APP), ("floor_process_app", FLOOR_PROCESS_APP),
+                           ("floor_thread_app", FLOOR_THREAD_APP)):
         (workdir / f"{module}.py").write_text(source)
 
 
@@ -166,6 +179,9 @@ def peer_command(setup: Setup, workdir: Path, port: int) -> list[str]:
     address = ["--host", "127.0.0.1", "--port", str(port)]
     if setup.peer == "aiohttp":
         return [sys.executable, str(workdir / "aiohttp_app.py"), str(port)]
+    if setup.peer in ("floor-process", "floor-thread"):
+        app = workdir / f"{setup.peer.replace('-', '_')}_app.py"
+        return [sys.executable, str(app), str(port), str(setup.workers)]
     if setup.peer == "uvicorn":
         return [sys.executable, "-m", "uvicorn", *address, "--workers", str(setup.workers),
                 "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
