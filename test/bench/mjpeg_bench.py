@@ -10,7 +10,10 @@ reads either:
 
 - (a) the camera directly: the reference; or
 - (b) the processor's mjpeg sink, the processor reading the camera with the
-  mjpeg trigger and a passthrough ``async def`` handler (numWorkers 1).
+  mjpeg trigger and a passthrough ``async def`` handler (numWorkers 1); or
+- (c) the floor: a bare relay process that reads the camera like the reader and
+  writes each part to its client like the mjpeg sink, with nothing in between;
+  what any trigger -> sink design costs here before events and handlers.
 
 Throughput: the camera unthrottled; frames/s the reader gets. Latency: the
 camera at 30 fps; per frame, arrival time minus send time; "added" latency is
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -127,6 +130,68 @@ async def read_stream(url: str, seconds: float, warmup: float) -> dict[str, Any]
             "reader_cpu_us_per_frame": cpu / frames * 1e6 if frames else None}
 
 
+# -- the floor: a bare relay (a process of its own) -----------------------------------------
+async def relay(camera_url: str, port: int) -> None:
+    """The least a trigger -> sink design costs in Python here: read the camera as the
+    reader does (aiohttp + the project's multipart parser), and write each part to the
+    connected clients as the mjpeg sink does (head, JPEG, CRLF in one writelines), with
+    no event, pipeline, handler or metrics in between."""
+    import aiohttp
+
+    from media.multipart import MultipartParser, boundary_from_content_type
+
+    clients: set[asyncio.Transport] = set()
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=relay"
+            b"\r\nConnection: close\r\n\r\n")
+
+    class Client(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.Transport, transport)
+
+        def data_received(self, data: bytes) -> None:
+            if b"\r\n\r\n" in data and self.transport not in clients:
+                self.transport.write(head)
+                clients.add(self.transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            clients.discard(self.transport)
+
+    loop = asyncio.get_running_loop()
+    await loop.create_server(Client, "127.0.0.1", port)
+    print("ready", flush=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=10)
+    async with aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 18) as session, \
+            session.get(camera_url) as response:
+        parser = MultipartParser(boundary_from_content_type(response.headers["Content-Type"]))
+        async for chunk in response.content.iter_any():
+            for jpeg in parser.feed(chunk):
+                part = (b"--relay\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                        + str(len(jpeg)).encode() + b"\r\n\r\n", jpeg, b"\r\n")
+                for transport in clients:
+                    if transport.get_write_buffer_size() <= 2 * (len(jpeg) + 80):
+                        transport.writelines(part)
+
+
+class Relay:
+    """The bare relay in its own process, reading ``camera_url``, serving on a free port."""
+
+    def __init__(self, camera_url: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--relay", camera_url, "--relay-port", str(self.port)],
+            cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the relay did not start ({self.proc.poll()})")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
 def run_reader(url: str, seconds: float, warmup: float) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, __file__, "--read", url, "--seconds", str(seconds),
                            "--warmup", str(warmup)], capture_output=True, text=True,
@@ -204,11 +269,24 @@ def measure(camera: str, workdir: Path, rounds: int, seconds: float, fps: int
     source = f"{camera}?fps={fps}"
     bare: list[dict[str, Any]] = []
     ours: list[dict[str, Any]] = []
+    floor: list[dict[str, Any]] = []
+    names = ["bare", "processor", "relay"]
     for r in range(rounds):
-        order = ("bare", "processor") if r % 2 == 0 else ("processor", "bare")
-        for which in order:
+        for which in names[r % 3:] + names[:r % 3]:  # the order rotates every round
             if which == "bare":
                 bare.append(run_reader(source, seconds, 0.5))
+                continue
+            if which == "relay":
+                relay = Relay(source)
+                try:
+                    cpu_before = tree_cpu_seconds(relay.proc.pid)
+                    result = run_reader(relay.url, seconds, 1.0)
+                    result["processor_cpu_us_per_frame"] = (
+                        (tree_cpu_seconds(relay.proc.pid) - cpu_before) / result["frames"] * 1e6
+                        if result["frames"] else None)  # per frame read: an upper bound
+                    floor.append(result)
+                finally:
+                    relay.stop()
                 continue
             proc = Processor(Path(tempfile.mkdtemp(dir=workdir)), source)
             try:
@@ -220,7 +298,7 @@ def measure(camera: str, workdir: Path, rounds: int, seconds: float, fps: int
                 ours.append(result)
             finally:
                 proc.stop()
-    return {"bare": bare, "processor": ours}
+    return {"bare": bare, "processor": ours, "relay": floor}
 
 
 def summarise(runs: dict[str, Any]) -> dict[str, Any]:
@@ -245,10 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--read", help=argparse.SUPPRESS)
+    parser.add_argument("--relay", help=argparse.SUPPRESS)
+    parser.add_argument("--relay-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=0.5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve_camera(args.serve)
+        return 0
+    if args.relay:
+        import uvloop
+        uvloop.run(relay(args.relay, args.relay_port))
         return 0
     if args.read:
         import uvloop
@@ -281,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine(), "rounds": args.rounds, "seconds": args.seconds,
               "frame_bytes_mean": round(frame_bytes),
               "throughput": throughput, "latency_at_30fps": latency,
-              "ratio": round(ratio, 3), "added_latency_ms_p50": round(added_p50, 2),
+              "ratio": round(ratio, 3),
+              "floor_ratio": throughput["relay"]["fps_median"] / throughput["bare"]["fps_median"],
+              "added_latency_ms_p50": round(added_p50, 2),
               "added_latency_ms_p99": round(added_p99, 2),
               "targets": {"ratio": TARGET_RATIO, "added_p99_ms": TARGET_ADDED_P99_MS},
               "met": {"ratio": ratio >= TARGET_RATIO,
@@ -294,18 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     print("| 640x480 MJPEG | frames/s (median) | rounds | latency p50 / p99 at 30 fps |")
     print("|---|---|---|---|")
     for name, label in (("bare", "bare reader (reference)"),
-                        ("processor", "processor: trigger -> passthrough -> mjpeg sink")):
+                        ("processor", "processor: trigger -> passthrough -> mjpeg sink"),
+                        ("relay", "floor: bare relay (parser -> writelines, no event)")):
         print(f"| {label} | {t[name]['fps_median']} | {t[name]['fps_rounds']} | "
               f"{lat[name]['latency_ms_p50']} / {lat[name]['latency_ms_p99']} ms |")
     print(f"CPU per frame (unthrottled, medians): bare reader "
           f"{t['bare'].get('reader_cpu_us_per_frame')} us; processor "
           f"{t['processor'].get('processor_cpu_us_per_frame')} us, plus its sink's reader "
-          f"{t['processor'].get('reader_cpu_us_per_frame')} us")
+          f"{t['processor'].get('reader_cpu_us_per_frame')} us; bare relay "
+          f"{t['relay'].get('processor_cpu_us_per_frame')} us, plus its reader "
+          f"{t['relay'].get('reader_cpu_us_per_frame')} us")
     print(f"ratio {ratio:.2f} (target >= {TARGET_RATIO}); added latency p50 {added_p50:.2f} ms, "
           f"p99 {added_p99:.2f} ms (target <= {TARGET_ADDED_P99_MS} ms)")
     print("(the machine is shared: only the ratio between interleaved rounds means anything)")
     print(f"mjpeg_passthrough_vs_bare: {ratio:.2f} (target >= {TARGET_RATIO})")
     print(f"mjpeg_added_p99_ms: {added_p99:.2f} (target <= {TARGET_ADDED_P99_MS})")
+    print(f"mjpeg_floor_bare_relay_vs_bare: {report['floor_ratio']:.2f} (no target)")
     return 0
 
 
