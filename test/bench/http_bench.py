@@ -39,6 +39,7 @@ from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
+from test.bench.cold_start import cold_start, cold_start_lines, summary_lines
 from test.bench.http_peers import (
     FLOOR_PROCESS,
     FLOOR_THREAD,
@@ -51,31 +52,24 @@ from test.bench.http_peers import (
     UVICORN,
     Server,
     Setup,
-    launch,
     memory_snapshot,
     peer_versions,
     reference_loop,
     running,
     tree_cpu_seconds,
-    wait_ready,
     write_apps,
 )
 
 # Re-exported: the other benchmarks import these helpers from here.
 from test.bench.http_peers import http_get as http_get
 from test.bench.http_peers import log_tail as log_tail
-from test.support import stop_process
+from test.support import stop_process as stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_PATH = ROOT / "test" / "bench" / "results" / "http.json"
 
 CONNECTIONS = 32
 P99_LIMIT = 2.0  # every processor configuration's p99 within this multiple of the reference's
-# Cold start (process kind, one worker) at most this multiple of the time of
-# ``python -c "import aiohttp.web"``, measured in the same run.
-COLD_START_TARGET = 1.2
-PACKAGES = ("processor", "fusion", "triggers", "sinks", "invocations", "media", "core",
-            "runtime", "protos")
 
 
 
@@ -225,45 +219,6 @@ def summarise(setup: Setup, runs: list[WrkRun], reference: dict[str, float] | No
     return row
 
 
-def time_to_ready(workdir: Path, tag: str) -> float:
-    """Seconds from launching the interpreter to the first 200 from /ready."""
-    server = launch(Setup("cold start", "process", 1), workdir, tag)
-    try:
-        wait_ready(server, poll=0.002)
-        return time.perf_counter() - server.launched_at
-    finally:
-        stop_process(server.proc)
-
-
-def time_command(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, stdin=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - started
-
-
-def cold_start(workdir: Path, launches: int) -> dict[str, Any]:
-    """Launch -> /ready against the import of aiohttp.web alone, interleaved launch by
-    launch so that both see the same load; the ratio of the medians is the figure.
-
-    Like for like, both sides load compiled modules: aiohttp's ``.pyc`` were written by
-    pip when it was installed, and so are ours in the image (``pip install`` of the
-    wheel); a checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile our
-    ~50 modules on every launch."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=ROOT,
-                   check=True)
-    processor, floor, bare = [], [], []
-    for i in range(launches):
-        processor.append(time_to_ready(workdir, f"cold-{i}"))
-        floor.append(time_command([sys.executable, "-c", "import aiohttp.web"]))
-        bare.append(time_command([sys.executable, "-c", "pass"]))
-    median, floor_median = statistics.median(processor), statistics.median(floor)
-    ratio = median / floor_median
-    return {"processor_s": processor, "processor_median_s": median,
-            "import_aiohttp_web_s": floor, "import_aiohttp_web_median_s": floor_median,
-            "bare_python_median_s": statistics.median(bare), "ratio": ratio,
-            "target_ratio": COLD_START_TARGET, "pass": ratio <= COLD_START_TARGET}
-
-
 # -- report -----------------------------------------------------------------------------
 def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
     """req/s of the process kind over each same-sized peer's, then each floor against
@@ -326,24 +281,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(text)
 
 
-def format_extras(cold: dict[str, Any], memory: dict[str, Any]) -> str:
+def format_memory(memory: dict[str, Any]) -> str:
     def workers(snapshot: dict[str, Any]) -> str:
         sizes = [f"{mib:.1f}" for mib in snapshot["workers_mib"].values() if mib is not None]
         return f"{len(sizes)} workers " + " / ".join(sizes) + " MiB" if sizes else "no workers"
 
     start, end = memory["after_start"], memory["after_load"]
-    return "\n".join([
-        f"Cold start, process kind x1, launch -> first 200 on /ready "
-        f"(median of {len(cold['processor_s'])}): {cold['processor_median_s']:.3f} s, "
-        f"{cold['ratio']:.2f}x python -c 'import aiohttp.web' "
-        f"({cold['import_aiohttp_web_median_s']:.3f} s; target <= {COLD_START_TARGET}x: "
-        f"{'PASS' if cold['pass'] else 'FAIL'}; runs "
-        f"{', '.join(f'{s:.3f}' for s in cold['processor_s'])})",
-        f"  python -c pass {cold['bare_python_median_s']:.3f} s",
-        f"RSS, process kind x2: after load: processor {end['processor_mib']:.1f} MiB, "
-        f"{workers(end)}; right after start: processor {start['processor_mib']:.1f} MiB, "
-        f"{workers(start)}",
-    ])
+    return (f"RSS, process kind x2: after load: processor {end['processor_mib']:.1f} MiB, "
+            f"{workers(end)}; right after start: processor {start['processor_mib']:.1f} MiB, "
+            f"{workers(start)}")
 
 
 def whole_number(minimum: int) -> Any:
@@ -409,10 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows))
     print()
-    print(format_extras(cold, memory))
+    print("\n".join(cold_start_lines(cold)))
+    print(format_memory(memory))
     print("\n".join(peer_lines(rows)))
     print("\n".join(target_lines(rows)))
-    print(f"cold_start: {cold['ratio']:.2f} (target {COLD_START_TARGET})")
+    print("\n".join(summary_lines(cold)))
     elapsed = time.monotonic() - began
     print(f"\nTotal time {elapsed:.0f} s; results in {args.output}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
