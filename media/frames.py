@@ -19,6 +19,7 @@ import simplejpeg
 from av.video.reformatter import ColorRange, VideoReformatter
 
 from core.sink import SinkItem
+from media.direct_scaler import DirectScaler
 from media.rtp import JpegFrame, UnsupportedMedia
 
 RawFormat = Literal["bgr24", "rgb24", "gray"]
@@ -102,92 +103,12 @@ def keep_frame_buffers() -> None:
     mallopt(_M_TRIM_THRESHOLD, 128 << 20)
 
 
-class _DirectScaler:
-    """libswscale called through ctypes, writing straight into a new ``bytes`` object:
-    the event body without the 2.7 MB copy out of a PyAV frame (at 720p the copy cost
-    ~0.3 ms a frame, about as much as decoding's share of the processor's own work).
-
-    Only used for a configuration (formats, size, colorspace, range) after it produced,
-    on a frame of random pixels, exactly the bytes PyAV's reformatter produces; anything
-    else, or a build whose FFmpeg libraries cannot be found, keeps PyAV's path.
-    ``sws_scale`` runs without the GIL (ctypes releases it), like PyAV's.
-    """
-
-    _SWS_BILINEAR = 2  # PyAV's default interpolation
-    _BYTES_DATA = bytes.__basicsize__ - 1  # offset of a bytes object's first byte
-
-    def __init__(self) -> None:
-        import glob
-        import os
-
-        libs = os.path.join(os.path.dirname(av.__file__), os.pardir, "av.libs")
-        found = [sorted(glob.glob(os.path.join(libs, f"lib{name}-*.so*")))
-                 for name in ("swscale", "avutil")]
-        if not all(found):
-            raise OSError("PyAV's bundled FFmpeg libraries were not found")
-        sws, avutil = ctypes.CDLL(found[0][0]), ctypes.CDLL(found[1][0])
-        ptr, int_ = ctypes.c_void_p, ctypes.c_int
-        self._pix_fmt = avutil.av_get_pix_fmt
-        self._pix_fmt.argtypes, self._pix_fmt.restype = [ctypes.c_char_p], int_
-        self._context = sws.sws_getCachedContext
-        self._context.argtypes = [ptr, *[int_] * 7, ptr, ptr, ptr]
-        self._context.restype = ptr
-        self._coefficients = sws.sws_getCoefficients
-        self._coefficients.argtypes, self._coefficients.restype = [int_], ptr
-        self._details = sws.sws_setColorspaceDetails
-        self._details.argtypes = [ptr, ptr, int_, ptr, int_, int_, int_, int_]
-        self._scale = sws.sws_scale
-        self._scale.argtypes = [ptr, ptr, ptr, int_, int_, ptr, ptr]
-        self._scale.restype = int_
-        self._free = sws.sws_freeContext
-        self._free.argtypes = [ptr]
-        self._new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
-        self._new_bytes.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t]
-        self._new_bytes.restype = ctypes.py_object
-        self._ctx: int | None = None
-        self._key: tuple[Any, ...] | None = None
-
-    def __del__(self) -> None:
-        if self._ctx:
-            self._free(self._ctx)
-
-    def setup(self, frame: av.VideoFrame, fmt: str, key: tuple[Any, ...]) -> None:
-        """Configures the context for frames like ``frame`` (``key`` says which)."""
-        src_range = 1 if frame.color_range == ColorRange.JPEG \
-            or frame.format.name.startswith("yuvj") else 0
-        src_fmt = self._pix_fmt(frame.format.name.encode())
-        dst_fmt = self._pix_fmt(fmt.encode())
-        if src_fmt < 0 or dst_fmt < 0:
-            raise ValueError("unknown pixel format")
-        self._ctx = self._context(self._ctx, frame.width, frame.height, src_fmt, frame.width,
-                                  frame.height, dst_fmt, self._SWS_BILINEAR, None, None, None)
-        if not self._ctx:
-            raise ValueError("swscale has no conversion for these formats")
-        coefficients = self._coefficients(int(frame.colorspace))
-        self._details(self._ctx, coefficients, src_range, coefficients, 1, 0, 1 << 16,
-                      1 << 16)
-        self._key = key
-
-    def convert(self, frame: av.VideoFrame, row: int) -> bytes:
-        planes = frame.planes
-        count = len(planes)
-        src = (ctypes.c_void_p * 4)(*[p.buffer_ptr for p in planes], *[None] * (4 - count))
-        strides = (ctypes.c_int * 4)(*[p.line_size for p in planes], *[0] * (4 - count))
-        height = frame.height
-        out: bytes = self._new_bytes(None, row * height)  # filled below, before anyone sees it
-        dst = (ctypes.c_void_p * 4)(id(out) + self._BYTES_DATA, None, None, None)
-        if self._scale(self._ctx, src, strides, 0, height, dst,
-                       (ctypes.c_int * 4)(row, 0, 0, 0)) != height:
-            raise ValueError("sws_scale did not convert the whole frame")
-        return out
-
-
 class RawConverter:
     """Decoded frames -> packed raw pixels (``bgr24``/``rgb24``/``gray``), one copy.
 
     One swscale context kept between frames, on one thread (slice threads cost more
     CPU in hand-offs than they save at camera sizes). ``bgr24``/``rgb24`` are scaled
-    straight into the event's bytes (``_DirectScaler``) wherever that was checked to
+    straight into the event's bytes (``media.direct_scaler``) wherever that was checked to
     give the same bytes; otherwise the converted plane is copied once into the event's
     bytes (rows unpadded first when swscale padded them). Either way into reused heap
     memory (see ``keep_frame_buffers``).
@@ -196,11 +117,11 @@ class RawConverter:
     def __init__(self, fmt: RawFormat) -> None:
         self.format = fmt
         self._reformatter = VideoReformatter()
-        self._direct: _DirectScaler | None = None
+        self._direct: DirectScaler | None = None
         self._direct_ok: dict[tuple[Any, ...], bool] = {}  # per frame configuration
         if fmt != "gray":  # gray: swscale's own path differs from PyAV's for some sources
             try:
-                self._direct = _DirectScaler()
+                self._direct = DirectScaler()
             except (OSError, AttributeError):
                 self._direct = None
         keep_frame_buffers()
