@@ -69,8 +69,9 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
                logger: Logger, loaded: LoadedHandler | None = None,
                events_per_worker: int = 1) -> WorkerPool:
     """A pool of ``size`` workers of ``kind``; in-process kinds import the handler here.
-    ``events_per_worker`` > 1 pipelines events to process workers; the in-process kinds
-    run every event they are given at once, so they keep one event per worker."""
+    ``events_per_worker`` > 1 pipelines events to process and thread workers (queued in
+    the worker, run in order); async slots run every event they are given at once, so
+    they keep one event per slot."""
     from runtime.pool import WorkerPool
 
     pool: WorkerPool
@@ -101,5 +102,5 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     pool = WorkerPool(f"{settings.trigger_name}", factory, size,
                       availability_timeout=availability_timeout, event_timeout=event_timeout,
                       max_waiting=max_waiting, logger=logger,
-                      events_per_worker=events_per_worker if kind == "process" else 1)
+                      events_per_worker=events_per_worker if kind in ("process", "thread") else 1)
     return pool

@@ -4,12 +4,20 @@ Each worker owns a thread, a context and its own ``init_context`` run, like a
 Nuclio worker. A thread cannot be killed: on an event timeout the caller gets
 408 at once, the thread is abandoned (it exits when the handler returns, and
 its late result is dropped) and a fresh worker takes its place.
+
+With pipelining (``eventsPerWorker`` > 1) a worker's queue holds its next events,
+so its thread starts the next one as soon as it returns, without waiting for the
+event loop to hand it over. They run in order; the timeout of each counts from when
+its thread starts it, and an event still queued when the worker is abandoned never
+ran and is failed as such, so the pool runs it on another worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import queue
 import threading
 from typing import Any
@@ -30,6 +38,10 @@ def _resolve(fut: asyncio.Future[Any], result: Any, error: BaseException | None)
         fut.set_result(result)
 
 
+# One queued event as the loop tracks it: its future, timeout and sequence number.
+_Run = tuple[asyncio.Future[Any], float | None, int]
+
+
 class ThreadWorker:
     def __init__(self, worker_id: str, loaded: LoadedHandler, settings: FunctionSettings) -> None:
         self.worker_id = worker_id
@@ -40,6 +52,15 @@ class ThreadWorker:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: FunctionRunner | None = None
+        # Events given to the thread and not yet answered, oldest (the running one) first;
+        # the thread writes the sequence number of the event it starts into ``_started``.
+        self._runs: collections.deque[_Run] = collections.deque()
+        self._sequence = itertools.count(1).__next__
+        self._started = 0
+        # Taken by the thread to start an event and by ``kill`` to abandon the thread, so
+        # that an event is either started or failed as never started, not both.
+        self._start_lock = threading.Lock()
+        self._timer: asyncio.TimerHandle | None = None
 
     async def load(self) -> None:
         """The handler was imported by the processor already."""
@@ -76,32 +97,74 @@ class ThreadWorker:
             if item is _STOP:
                 runner.terminate()
                 return
-            payload, fut = item
+            payload, fut, sequence = item
+            with self._start_lock:
+                if self._abandoned:
+                    return  # queued behind an abandoned event: failed on the loop already
+                self._started = sequence
             result = runner.run_sync(payload, private_loop)
             if self._abandoned:
                 return
-            self._post(fut, result)
+            self._post_result(fut, result)
+
+    def _post_result(self, fut: asyncio.Future[Any], result: Any) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # a closed loop: the processor is gone
+            self._loop.call_soon_threadsafe(self._on_result, fut, result)
 
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         assert self._loop is not None
+        if self._abandoned:
+            raise WorkerLost(503, "the worker was replaced before this event started",
+                             started=False)
         fut: asyncio.Future[Result] = self._loop.create_future()
-        self._queue.put((payload, fut))
-        timer = (self._loop.call_later(timeout, self._on_timeout, fut, timeout)
-                 if timeout else None)
-        try:
-            return await fut
-        finally:
-            if timer is not None:
-                timer.cancel()
+        sequence = self._sequence()
+        runs = self._runs
+        runs.append((fut, timeout, sequence))
+        self._queue.put((payload, fut, sequence))
+        if len(runs) == 1:
+            self._rearm()
+        return await fut
+
+    def _on_result(self, fut: asyncio.Future[Result], result: Result) -> None:
+        runs = self._runs
+        if runs and runs[0][0] is fut:
+            runs.popleft()
+            self._rearm()  # the thread has started the next one, if any
+        _resolve(fut, result, None)
+
+    def _rearm(self) -> None:
+        """Only the oldest event's timeout is armed: it is the one the thread runs."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._runs:
+            fut, timeout, _ = self._runs[0]
+            if timeout:
+                assert self._loop is not None
+                self._timer = self._loop.call_later(timeout, self._on_timeout, fut, timeout)
 
     def _on_timeout(self, fut: asyncio.Future[Result], timeout: float) -> None:
+        self._timer = None
         if not fut.done():
             fut.set_exception(WorkerLost(408, f"event timed out after {timeout:g}s"))
             self.kill()
 
     def kill(self) -> None:
-        if not self._abandoned and self._thread is not None and self._thread.is_alive():
-            self._abandoned = True
+        """Abandons the thread; the events it holds fail: those it started as lost with
+        the worker, the ones still queued as never started (the pool runs them again)."""
+        with self._start_lock:
+            if not self._abandoned and self._thread is not None and self._thread.is_alive():
+                self._abandoned = True
+            started = self._started
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._runs:
+            fut, _, sequence = self._runs.popleft()
+            _resolve(fut, None, WorkerLost(500, "the worker was replaced while this event ran")
+                     if sequence <= started else WorkerLost(
+                         503, "the worker was lost before this event started", started=False))
 
     async def stop(self, timeout: float) -> None:
         if self._thread is None or self._abandoned or not self._thread.is_alive():

@@ -1,6 +1,6 @@
-"""``spec.runtimeAttributes.eventsPerWorker``: a process worker holds its next event
-while it runs the current one. Seen from outside: events still run one at a time per
-worker and in order, the least loaded worker gets the next event, and a crash or a
+"""``spec.runtimeAttributes.eventsPerWorker``: a process or thread worker holds its next
+event while it runs the current one. Seen from outside: events still run one at a time
+per worker and in order, the least loaded worker gets the next event, and a crash or a
 timeout still costs only the event that was running (the one queued behind it runs
 on the replacement)."""
 
@@ -13,6 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from test.conftest import free_port, function_config
@@ -21,14 +22,15 @@ from test.fusion_support import Fused, fn, fusion_platform, port_of, start_fused
 __all__ = ["start_fused"]
 
 
-def _start(start_processor: Any, workers: int, depth: int, **extra: Any) -> tuple[Any, str]:
+def _start(start_processor: Any, workers: int, depth: int, kind: str = "process",
+           **extra: Any) -> tuple[Any, str]:
     """No waiting for a worker (availability timeout 0): an event that is not handed to
     a worker at once gets a 503, so a 200 for a queued event shows it was in a worker."""
     port = free_port()
     proc = start_processor(function_config(
         "faults:handler", port=port, workers=workers,
         http_extra={"workerAvailabilityTimeoutMilliseconds": 0},
-        runtime_attributes={"workerKind": "process", "eventsPerWorker": depth}, **extra))
+        runtime_attributes={"workerKind": kind, "eventsPerWorker": depth}, **extra))
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -46,8 +48,9 @@ def _behind(pool: ThreadPoolExecutor, base: str, first: str, second: str
     return running, pool.submit(_get, base + second)
 
 
-def test_queued_event_runs_after_the_current_one_on_the_same_worker(start_processor):
-    proc, base = _start(start_processor, workers=1, depth=2)
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_queued_event_runs_after_the_current_one_on_the_same_worker(start_processor, kind):
+    proc, base = _start(start_processor, workers=1, depth=2, kind=kind)
     pid = requests.get(base + "/ok", timeout=10).json()["pid"]
     with ThreadPoolExecutor(2) as pool:
         sent = time.monotonic() + 0.3
@@ -92,8 +95,9 @@ def test_crash_costs_only_the_running_event(start_processor):
     assert proc.metric("nuclio_processor_handled_events_total", result="success") == 2
 
 
-def test_timeout_counts_from_when_the_event_starts(start_processor):
-    proc, base = _start(start_processor, workers=1, depth=2, event_timeout="2s")
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_timeout_counts_from_when_the_event_starts(start_processor, kind):
+    proc, base = _start(start_processor, workers=1, depth=2, kind=kind, event_timeout="2s")
     with ThreadPoolExecutor(3) as pool:
         # 1.5 s each, back to back in one worker: the second must not time out although
         # it was sent 3 s before it finishes.
