@@ -112,6 +112,8 @@ PIPELINED = Setup("processor process x2, 2/worker", "process", 2, min_rps_ratio=
 UVICORN = Setup("uvicorn x2", workers=2, peer="uvicorn")
 GUNICORN = Setup("gunicorn sync x2", workers=2, peer="gunicorn")
 THREAD = Setup("processor thread x4", "thread", 4, min_rps_ratio=0.5, summary="http_thread_x4")
+THREAD_PIPELINED = Setup("processor thread x4, 2/worker", "thread", 4, min_rps_ratio=0.5,
+                         events_per_worker=2, summary="http_thread_x4_pipelined")
 # The floors (http_floors.py), each right after the processor rows it bounds: the
 # hop to a worker process or thread and nothing else, so no target.
 FLOOR_PROCESS = Setup("floor: aiohttp + 2 worker processes", workers=2, peer="floor-process")
@@ -125,6 +127,7 @@ SETUPS = (
     PIPELINED,
     FLOOR_PROCESS,
     THREAD,
+    THREAD_PIPELINED,
     FLOOR_THREAD,
 )
 
