@@ -86,6 +86,9 @@ class CallbackSender:
                 calls, next_due = await self._store.callbacks_due(64)
             except StoreUnavailable:
                 calls, next_due = [], 1.0
+            except Exception as exc:  # e.g. NATS going away mid-batch: never end the loop
+                self._logger.error_with("Async callbacks could not be read", error=repr(exc))
+                calls, next_due = [], 1.0
             for call in calls:
                 await self._limit.acquire()
                 task = asyncio.create_task(self._send(call))
