@@ -16,8 +16,10 @@ servers, not the client's tensor encoding, are measured. Rows: JSON tensors
 (MLServer lacks it and gets the same tensors in JSON). Rounds are interleaved,
 medians reported, ratios to each peer from the same run; ``--baseline DIR`` also
 runs each processor from another checkout. One summary line per row, server and
-peer: ``openinference <row> (<server>) vs <peer>: <ratio> (target 1.5)``. Results
-go to stdout (a table) and to ``results/openinference.json``.
+peer: ``openinference <row> (<server>) vs <peer>: <ratio> (target 1.5)``. The gRPC
+rows also run a floor (openinference_floor.py): a bare grpc.aio server doing the same
+doubling, printed as ``(no target)``: under 1.5x KServe, no grpc.aio server meets the
+gRPC targets. Results go to stdout (a table) and to ``results/openinference.json``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 from test.bench.http_bench import http_get, log_tail, machine, stop_process, unwind_on_sigterm
 from test.bench.kserve_peer import KSERVE_VENV, ensure_venv, launch_kserve, venv_version
+from test.bench.openinference_client import CLIENT
+from test.bench.openinference_floor import grpc_listening, launch_grpc_floor
 from test.support import free_port, platform_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,105 +82,6 @@ HANDLERS = {
 # read (the first one is decoded and checked): the client's own tensor encoding
 # (tritonclient spends ~110 ms per 150k-number JSON tensor) would otherwise bound
 # every server alike. Same bytes for every server in a row.
-CLIENT = """
-import asyncio, json, sys, time
-import numpy as np
-
-def rest_body(data, binary):
-    tensor = {"name": "input0", "shape": list(data.shape), "datatype": "FP32"}
-    if binary:
-        blob = data.tobytes()
-        tensor["parameters"] = {"binary_data_size": len(blob)}
-    else:
-        tensor["data"] = data.reshape(-1).tolist()
-    header = json.dumps({"inputs": [tensor], "outputs": [
-        {"name": "output0", "parameters": {"binary_data": binary}}]}).encode()
-    if not binary:
-        return header, {"Content-Type": "application/json"}
-    return header + blob, {"Inference-Header-Content-Length": str(len(header)),
-                           "Content-Type": "application/octet-stream"}
-
-def rest_output(body, headers):
-    size = headers.get("Inference-Header-Content-Length")
-    if size is None:
-        out = json.loads(body)["outputs"][0]
-        return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
-    out = json.loads(body[:int(size)])["outputs"][0]
-    return np.frombuffer(body[int(size):], dtype=np.float32).reshape(out["shape"])
-
-async def main(cfg):
-    shape = cfg["shape"]
-    data = np.random.default_rng(0).random(shape, dtype=np.float32)
-    if cfg["protocol"] == "grpc":
-        import grpc
-        from tritonclient.grpc import service_pb2
-        message = service_pb2.ModelInferRequest(model_name=cfg["model"])
-        message.inputs.add(name="input0", datatype="FP32", shape=shape)
-        message.outputs.add(name="output0")
-        message.raw_input_contents.append(data.tobytes())
-        body = message.SerializeToString()
-        channel = grpc.aio.insecure_channel(cfg["url"], options=[
-            ("grpc.max_receive_message_length", 64 << 20),
-            ("grpc.max_send_message_length", 64 << 20)])
-        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-
-        async def call():
-            return await infer(body)
-
-        def output(answer):
-            reply = service_pb2.ModelInferResponse.FromString(answer)
-            return np.frombuffer(reply.raw_output_contents[0], dtype=np.float32).reshape(
-                list(reply.outputs[0].shape))
-        close = channel.close
-    else:
-        import aiohttp
-        body, headers = rest_body(data, cfg["binary"])
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-            limit=cfg["concurrency"]))
-        url = f"http://{cfg['url']}/v2/models/{cfg['model']}/infer"
-
-        async def call():
-            async with session.post(url, data=body, headers=headers) as reply:
-                answer = await reply.read()
-                if reply.status != 200:
-                    raise RuntimeError(f"{reply.status}: {answer[:200]!r}")
-                return answer, reply.headers
-
-        def output(answer):
-            return rest_output(*answer)
-        close = session.close
-    first = output(await call())
-    assert np.allclose(first, data * 2), "wrong answer"
-    latencies, errors = [], 0
-    start = time.perf_counter() + cfg["warmup"]
-    end = start + cfg["seconds"]
-
-    async def drive():
-        nonlocal errors
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= end:
-                return
-            try:
-                await call()
-            except Exception:
-                errors += 1
-                continue
-            if t0 >= start:
-                latencies.append(time.perf_counter() - t0)
-
-    await asyncio.gather(*(drive() for _ in range(cfg["concurrency"])))
-    await close()
-    latencies.sort()
-    n = len(latencies)
-    print(json.dumps({"requests": n, "rps": n / cfg["seconds"], "errors": errors,
-                      "p50_ms": latencies[n // 2] * 1000 if n else None,
-                      "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else None}))
-
-asyncio.run(main(json.loads(sys.argv[1])))
-"""
-
-
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -203,6 +108,7 @@ class Server:
     grpc_port: int
     log: Path
     binary_rest: bool  # speaks the binary tensor extension
+    grpc_only: bool = False  # the gRPC floor: no REST rows
 
 
 def launch_mlserver(workdir: Path) -> Server:
@@ -252,6 +158,10 @@ def wait_ready(server: Server) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited:\n{log_tail(server.log)}")
+        if server.grpc_only:
+            if grpc_listening(server.grpc_port):
+                return
+            continue
         answer = http_get(server.rest_port, "/v2/models/double/ready")
         if answer is not None and answer[0] == 200:
             return
@@ -268,8 +178,9 @@ PROCESSORS = {
     "process2": ("processor process x2", "double_sync", "process", 2, 1),
 }
 PEERS = {"mlserver": "MLServer", "kserve": "KServe"}  # name -> label
+FLOOR = "floor: bare grpc.aio"  # openinference_floor.py; gRPC rows only, no target
 PEER_VENVS = {"mlserver": MLSERVER_VENV, "kserve": KSERVE_VENV}
-DEFAULT_SERVERS = "mlserver,kserve,process1,pipelined1,async"
+DEFAULT_SERVERS = "mlserver,kserve,process1,pipelined1,async,grpc-floor"
 
 
 @contextlib.contextmanager
@@ -282,6 +193,10 @@ def running(workdir: Path, names: list[str], baseline: Path | None = None
                 servers.append(launch_mlserver(workdir))
             elif name == "kserve":
                 servers.append(Server("KServe", *launch_kserve(workdir), binary_rest=True))
+            elif name == "grpc-floor":
+                proc, port, log = launch_grpc_floor(workdir)
+                servers.append(Server(FLOOR, proc, 0, port, log, binary_rest=False,
+                                      grpc_only=True))
             else:
                 label, handler, kind, workers, per_worker = PROCESSORS[name]
                 servers.append(launch_processor(workdir, label, handler, kind, workers,
@@ -315,20 +230,21 @@ def bench(servers: list[Server], args: argparse.Namespace) -> list[dict[str, Any
     for row in ROWS:
         if args.rows and not any(word.lower() in row.name.lower() for word in args.rows):
             continue
-        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+        active = [s for s in servers if not (s.grpc_only and row.protocol == "rest")]
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in active}
         for round_ in range(args.rounds):
-            order = servers[round_ % len(servers):] + servers[:round_ % len(servers)]
+            order = active[round_ % len(active):] + active[:round_ % len(active)]
             for server in order:
                 runs[server.name].append(measure(server, row, args))
         medians = {name: statistics.median(r["rps"] for r in got) for name, got in runs.items()}
-        peers = [s.name for s in servers if s.name in PEERS.values()]
-        for server in servers:
+        peers = [s.name for s in active if s.name in PEERS.values()]
+        for server in active:
             rps = medians[server.name]
             vs = {peer: rps / medians[peer] if medians[peer] else None for peer in peers}
             rows.append({
                 "row": row.name, "server": server.name, "rps": rps,
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs[server.name]),
-                "ratio": rps / medians[servers[0].name] if medians[servers[0].name] else None,
+                "ratio": rps / medians[active[0].name] if medians[active[0].name] else None,
                 "vs": vs, "errors": sum(r["errors"] for r in runs[server.name]),
                 "binary": row.binary and server.binary_rest and row.protocol == "rest",
                 "runs": runs[server.name]})
@@ -353,7 +269,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One ``<name>: <ratio> (target 1.5)`` line per processor server, row and peer."""
     return [f"openinference {r['row']} ({r['server']}) vs {peer}: {ratio or 0:.2f} "
-            f"(target {TARGET_RATIO})" for r in rows if r["server"] not in PEERS.values()
+            + ("(no target)" if r["server"] == FLOOR else f"(target {TARGET_RATIO})")
+            for r in rows if r["server"] not in PEERS.values()
             for peer, ratio in r["vs"].items()]
 
 
@@ -366,7 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--servers", default=DEFAULT_SERVERS,
                         help=f"comma-separated, first is the reference: "
-                             f"{', '.join([*PEERS, *PROCESSORS])}")
+                             f"{', '.join([*PEERS, *PROCESSORS, 'grpc-floor'])}")
     parser.add_argument("--rows", nargs="*", default=[],
                         help="only rows whose name contains one of these words")
     parser.add_argument("--baseline", type=Path, default=None,
