@@ -21,6 +21,7 @@ from av.video.reformatter import ColorRange, VideoReformatter
 from core.sink import SinkItem
 from media.direct_scaler import DirectScaler
 from media.rtp import JpegFrame, UnsupportedMedia
+from runtime.memory import keep_large_buffers
 
 RawFormat = Literal["bgr24", "rgb24", "gray"]
 BYTES_PER_PIXEL = {"bgr24": 3, "rgb24": 3, "gray": 1}
@@ -77,32 +78,6 @@ def standard_huffman_tables() -> frozenset[bytes]:
     return frozenset(JpegFrame(JpegEncoder(80).encode(frame)).huffman)
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_buffers_kept = False
-
-
-def keep_frame_buffers() -> None:
-    """Makes glibc's malloc reuse freed multi-megabyte blocks instead of returning them to
-    the kernel and faulting fresh pages in for the next frame.
-
-    A 720p bgr24 frame is 2.7 MB, above malloc's mmap threshold: by default every
-    converted frame and every event body was a new mapping, ~1,300 page faults a frame,
-    which cost more CPU (about 1.4 ms at 720p) than the conversion itself. Blocks up to
-    32 MB now come from the heap and up to 128 MB of free heap is kept for reuse. Once
-    per process, only where raw frames are produced; a no-op without glibc's mallopt.
-    """
-    global _buffers_kept
-    if _buffers_kept:
-        return
-    _buffers_kept = True
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
-    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
-
-
 class RawConverter:
     """Decoded frames -> packed raw pixels (``bgr24``/``rgb24``/``gray``), one copy.
 
@@ -111,7 +86,7 @@ class RawConverter:
     straight into the event's bytes (``media.direct_scaler``) wherever that was checked to
     give the same bytes; otherwise the converted plane is copied once into the event's
     bytes (rows unpadded first when swscale padded them). Either way into reused heap
-    memory (see ``keep_frame_buffers``).
+    memory (see ``runtime.memory``).
     """
 
     def __init__(self, fmt: RawFormat) -> None:
@@ -124,7 +99,7 @@ class RawConverter:
                 self._direct = DirectScaler()
             except (OSError, AttributeError):
                 self._direct = None
-        keep_frame_buffers()
+        keep_large_buffers()
 
     def convert(self, frame: av.VideoFrame) -> bytes:
         direct = self._direct

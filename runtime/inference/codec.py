@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from runtime.events import RawEvent
 from runtime.inference.event import InferenceEvent
 from runtime.inference.model import spec_from_wire
+from runtime.memory import keep_large_buffers
 from runtime.responses import RawResponse
 
 
@@ -25,6 +26,7 @@ class _WireCodec:
     @property
     def wire(self) -> ModuleType:
         if self._wire is None:
+            keep_large_buffers()  # tensors are decoded and encoded in this process
             self._wire = importlib.import_module(self.module)
         return self._wire
 

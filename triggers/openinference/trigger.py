@@ -30,6 +30,7 @@ from runtime.inference.errors import InferenceError
 from runtime.inference.model import ModelSpec, TensorSpec, checker, metadata, spec_to_wire
 from runtime.inference.rest import HEADER_LENGTH
 from runtime.inference.tensors import DTYPES
+from runtime.memory import keep_large_buffers
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
 from triggers.base import Trigger, TriggerAttributes
@@ -154,6 +155,7 @@ class OpenInferenceTrigger(Trigger):
             self._grpc.add_generic_rpc_handlers((GRPCService(self).handler(),))
 
     async def start(self) -> None:
+        keep_large_buffers()  # tensors pass through here to process workers, too
         if self._rest is not None:
             await self._rest.start()
         if self._grpc is not None:
