@@ -66,7 +66,7 @@ class DirectScaler:
         self._new_bytes.restype = ctypes.py_object
         self._data_offset = _bytes_data_offset()
         self._ctx: int | None = None
-        self._key: tuple[Any, ...] | None = None
+        self.key: tuple[Any, ...] | None = None  # the configuration set up last
 
     def __del__(self) -> None:
         if self._ctx:
@@ -87,7 +87,7 @@ class DirectScaler:
         coefficients = self._coefficients(int(frame.colorspace))
         self._details(self._ctx, coefficients, src_range, coefficients, 1, 0, 1 << 16,
                       1 << 16)
-        self._key = key
+        self.key = key
 
     def convert(self, frame: av.VideoFrame, row: int) -> bytes:
         planes = frame.planes

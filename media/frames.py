@@ -106,7 +106,7 @@ class RawConverter:
         if direct is not None:
             key = (frame.format.name, frame.width, frame.height, frame.colorspace,
                    frame.color_range)
-            if key == direct._key or self._check_direct(frame, key):
+            if key == direct.key or self._use_direct(direct, frame, key):
                 return direct.convert(frame, frame.width * BYTES_PER_PIXEL[self.format])
         return self._convert(frame)
 
@@ -122,9 +122,10 @@ class RawConverter:
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(out.height, plane.line_size)
         return rows[:, :row].tobytes()
 
-    def _check_direct(self, frame: av.VideoFrame, key: tuple[Any, ...]) -> bool:
-        """Whether the direct path gives PyAV's bytes for frames like this one: checked
-        once per configuration, on a frame of random pixels of the same layout."""
+    def _use_direct(self, direct: DirectScaler, frame: av.VideoFrame,
+                    key: tuple[Any, ...]) -> bool:
+        """Sets ``direct`` up for frames like this one if it gives PyAV's bytes for them:
+        checked once per configuration, on a frame of random pixels of the same layout."""
         ok = self._direct_ok.get(key)
         if ok is None:
             import numpy as np
@@ -135,19 +136,16 @@ class RawConverter:
                 ctypes.memmove(plane.buffer_ptr, rng.bytes(plane.buffer_size),
                                plane.buffer_size)
             probe.colorspace, probe.color_range = frame.colorspace, frame.color_range
-            assert self._direct is not None
             try:
-                self._direct.setup(probe, self.format, key)
-                ok = self._direct.convert(probe, frame.width * BYTES_PER_PIXEL[self.format]) \
+                direct.setup(probe, self.format, key)
+                ok = direct.convert(probe, frame.width * BYTES_PER_PIXEL[self.format]) \
                     == self._convert(probe)
             except (ValueError, TypeError, AttributeError, ctypes.ArgumentError):
                 ok = False
             self._direct_ok[key] = ok
-        if not ok:
-            return False
-        assert self._direct is not None
-        self._direct.setup(frame, self.format, key)
-        return True
+        if ok:
+            direct.setup(frame, self.format, key)
+        return ok
 
 
 class FrameDecoder:

@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from runtime.function import FunctionRunner, FunctionSettings, Payload, Result
@@ -73,11 +74,11 @@ class ThreadWorker:
         self._thread.start()
         await ready
 
-    def _post(self, fut: asyncio.Future[Any], result: Any, error: BaseException | None = None
-              ) -> None:
+    def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Runs ``callback(*args)`` on the event loop's thread."""
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # a closed loop: the processor is gone
-            self._loop.call_soon_threadsafe(_resolve, fut, result, error)
+            self._loop.call_soon_threadsafe(callback, *args)
 
     def _main(self, ready: asyncio.Future[None]) -> None:
         private_loop = (asyncio.new_event_loop()
@@ -87,10 +88,10 @@ class ThreadWorker:
         try:
             runner.init_sync(private_loop)
         except BaseException as exc:
-            self._post(ready, None, WorkerStartError(
+            self._post(_resolve, ready, None, WorkerStartError(
                 f"init_context raised {type(exc).__name__}: {exc}"))
             return
-        self._post(ready, None)
+        self._post(_resolve, ready, None, None)
         get = self._queue.get
         while True:
             item = get()
@@ -105,12 +106,7 @@ class ThreadWorker:
             result = runner.run_sync(payload, private_loop)
             if self._abandoned:
                 return
-            self._post_result(fut, result)
-
-    def _post_result(self, fut: asyncio.Future[Any], result: Any) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # a closed loop: the processor is gone
-            self._loop.call_soon_threadsafe(self._on_result, fut, result)
+            self._post(self._on_result, fut, result)
 
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         assert self._loop is not None
