@@ -84,25 +84,34 @@ class Event(nuclio_sdk.Event):
     most handlers never read it, and making a datetime costs more than the rest."""
 
     def __init__(self, raw: RawEvent, trigger: nuclio_sdk.TriggerInfo) -> None:
-        extra = raw.extra or _NO_EXTRA
         self.body = decode_body(raw.body, raw.content_type)
         self.content_type = raw.content_type
+        self.size = len(raw.body)
+        self._fill(raw, trigger)
+
+    def _fill(self, raw: RawEvent, trigger: nuclio_sdk.TriggerInfo) -> None:
+        """Everything but the body, its content type and size, which an event of a codec
+        (runtime.codecs) sets itself: copying the RawEvent to blank them costs more."""
         self.trigger = trigger
         self.fields = raw.fields
         self.headers = raw.headers
         self.id = raw.id
         self.method = raw.method
         self.path = raw.path
-        self.size = len(raw.body)
         self._epoch = raw.timestamp
         self._timestamp: datetime.datetime | None = None
         self.url = raw.url
+        self.last_in_batch = False
+        extra = raw.extra
+        if not extra:  # most triggers: no stream position
+            self.shard_id = self.num_shards = self.offset = 0
+            self.type = self.type_version = self.version = self.topic = ""
+            return
         self.shard_id = extra.get("shard_id", 0)
         self.num_shards = extra.get("num_shards", 0)
         self.type = extra.get("type", "")
         self.type_version = extra.get("type_version", "")
         self.version = extra.get("version", "")
-        self.last_in_batch = False
         self.offset = extra.get("offset", 0)
         self.topic = extra.get("topic", "")
 
@@ -118,7 +127,6 @@ class Event(nuclio_sdk.Event):
         self._timestamp = value
 
 
-_NO_EXTRA: dict[str, Any] = {}
 _triggers: dict[tuple[str, str], nuclio_sdk.TriggerInfo] = {}
 
 

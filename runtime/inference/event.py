@@ -20,11 +20,10 @@ from runtime.responses import JSON
 
 class InferenceEvent(Event):
     def __init__(self, raw: RawEvent, request: InferenceRequest) -> None:
-        size = len(raw.body)
-        super().__init__(raw._replace(body=b"", content_type=JSON),
-                         trigger_info(raw.trigger_kind, raw.trigger_name))
+        self._fill(raw, trigger_info(raw.trigger_kind, raw.trigger_name))
         self._body: bytes | None = None
-        self.size = size
+        self.content_type = JSON
+        self.size = len(raw.body)
         self.inputs: dict[str, np.ndarray] = request.inputs
         self.request = request
         self.fields = {"model_name": request.model_name,

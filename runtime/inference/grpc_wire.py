@@ -87,15 +87,17 @@ def decode(raw: RawEvent, spec: ModelSpec) -> InferenceRequest:
     except DecodeError as exc:
         raise bad_request(f"malformed ModelInferRequest: {exc}") from None
     checker(spec).model(message.model_name, message.model_version)
+    params = message.parameters
     request = InferenceRequest(spec.name, spec.version, message.id,
-                               _parameters(message.parameters))
+                               _parameters(params) if params else {})
+    inputs = message.inputs
     raw_contents = message.raw_input_contents
-    if raw_contents and len(raw_contents) != len(message.inputs):
+    if raw_contents and len(raw_contents) != len(inputs):
         raise bad_request(f"raw_input_contents has {len(raw_contents)} entries for "
-                          f"{len(message.inputs)} inputs")
-    if not message.inputs:
+                          f"{len(inputs)} inputs")
+    if not inputs:
         raise bad_request("inputs must not be empty")
-    for position, tensor in enumerate(message.inputs):
+    for position, tensor in enumerate(inputs):
         array_of: ArrayMaker = (functools.partial(_from_raw_contents, raw_contents[position])
                                 if raw_contents else functools.partial(_from_contents, tensor))
         request.add_input(spec, tensor.name, tensor.datatype, list(tensor.shape), array_of)
@@ -109,11 +111,12 @@ def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> RawResponse:
     request = event.request
     outputs = collect(result, spec, request.outputs)
     response = messages().ModelInferResponse(model_name=spec.name, model_version=spec.version,
-                                  id=request.id)
-    for key, value in outputs.parameters.items():
-        response.parameters[key].CopyFrom(_parameter(value))
-    for tensor in outputs.tensors:
-        response.outputs.add(name=tensor.name, datatype=tensor.datatype,
-                             shape=tensor.array.shape)
-        response.raw_output_contents.append(to_raw(tensor.array, tensor.datatype))
+                                             id=request.id)
+    if outputs.parameters:
+        for key, value in outputs.parameters.items():
+            response.parameters[key].CopyFrom(_parameter(value))
+    add_output, raw_outputs = response.outputs.add, response.raw_output_contents
+    for name, datatype, array in outputs.tensors:
+        add_output(name=name, datatype=datatype, shape=array.shape)
+        raw_outputs.append(to_raw(array, datatype))
     return RawResponse(200, {}, response.SerializeToString(), GRPC_CONTENT_TYPE, event.id)

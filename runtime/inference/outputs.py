@@ -75,12 +75,12 @@ def collect(result: Any, spec: ModelSpec, requested: list[RequestedOutput] | Non
     if isinstance(result, np.ndarray):
         name = spec.outputs[0].name if spec.outputs else "output0"
         items: list[tuple[str, Any, str | None, Any]] = [(name, result, None, None)]
-    elif isinstance(result, Mapping):
+    elif type(result) is dict or isinstance(result, Mapping):
         if "outputs" in result:
             outputs = result["outputs"]
             if isinstance(result.get("parameters"), dict):
                 parameters = result["parameters"]
-        elif set(result) == {"error"}:
+        elif len(result) == 1 and "error" in result:
             raise InferenceError(500, str(result["error"]))
         else:
             outputs = result
@@ -93,7 +93,7 @@ def collect(result: Any, spec: ModelSpec, requested: list[RequestedOutput] | Non
 
 
 def _items(outputs: Any) -> list[tuple[str, Any, str | None, Any]]:
-    if isinstance(outputs, Mapping):
+    if type(outputs) is dict or isinstance(outputs, Mapping):
         return [(str(name), value, None, None) for name, value in outputs.items()]
     if isinstance(outputs, list):
         items = []

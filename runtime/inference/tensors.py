@@ -36,6 +36,12 @@ def check_datatype(datatype: Any, what: str) -> str:
 
 
 def check_shape(shape: Any, what: str) -> tuple[int, ...]:
+    if type(shape) is list or type(shape) is tuple:  # the usual case, checked without a genexpr
+        for d in shape:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return tuple(shape)
     if not isinstance(shape, list | tuple) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise bad_request(f"{what}: shape must be a list of non-negative integers, "
