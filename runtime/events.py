@@ -65,8 +65,15 @@ def is_json_content_type(content_type: str) -> bool:
     """True for ``application/json`` with or without parameters such as charset."""
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json"
+    known = _JSON_TYPES.get(content_type)
+    if known is None:  # a stream's events repeat one content type: parse it once
+        known = content_type.split(";", 1)[0].strip().lower() == "application/json"
+        if len(_JSON_TYPES) < 256:  # bounded: content types come from clients
+            _JSON_TYPES[content_type] = known
+    return known
+
+
+_JSON_TYPES: dict[str, bool] = {}
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
