@@ -17,9 +17,14 @@ from pathlib import Path
 from test.support import free_port
 
 FLOOR_SERVER = """
-import asyncio, sys
+import asyncio, ctypes, sys
 import grpc, numpy as np, uvloop
 from tritonclient.grpc import service_pb2 as pb
+
+# The heap setting the processor uses where tensors pass (runtime/memory.py): without
+# it, the large row measures whether glibc raised its mmap threshold by itself.
+ctypes.CDLL(None).mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+ctypes.CDLL(None).mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
 
 async def infer(request, context):
     tensor = request.inputs[0]
