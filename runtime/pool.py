@@ -12,94 +12,22 @@ import asyncio
 import collections
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, cast
 
 from runtime.function import Payload, Result
 from runtime.logger import Logger
-from runtime.responses import error_response
+from runtime.pool_types import (
+    PoolStats,
+    Worker,
+    WorkerLost,
+    WorkerStartError,
+    WorkerTiming,
+    WorkerUnavailable,
+)
+from runtime.waiting_line import LineEntry, LineWorker, WaitingLine
 
-
-class WorkerUnavailable(Exception):
-    """No worker became free within the availability timeout (HTTP 503)."""
-
-
-class WorkerStartError(Exception):
-    """A worker could not load the handler or run ``init_context``."""
-
-    def __init__(self, message: str, *, load_error: bool = False) -> None:
-        super().__init__(message)
-        self.load_error = load_error
-
-
-class WorkerLost(Exception):
-    """The event could not complete on this worker (timeout or crash).
-
-    ``started=False``: the event was queued behind another one in a pipelined worker
-    (``eventsPerWorker`` > 1) and never began, so the pool runs it on another worker:
-    a crash still costs one event."""
-
-    def __init__(self, status: int, message: str, *, replace: bool = True,
-                 started: bool = True) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.replace = replace
-        self.started = started
-
-    def response(self, payload: Payload) -> Result:
-        if isinstance(payload, list):
-            return [error_response(self.status, self.message, raw.id) for raw in payload]
-        return error_response(self.status, self.message, payload.id)
-
-
-class Worker(Protocol):
-    """Started in two phases so that a bad handler is reported before anything listens:
-    ``load`` imports the handler, ``init`` runs ``init_context``."""
-
-    worker_id: str
-
-    async def load(self) -> None: ...
-
-    async def init(self) -> None: ...
-
-    async def run(self, payload: Payload, timeout: float | None) -> Result: ...
-
-    async def stop(self, timeout: float) -> None: ...
-
-    def kill(self) -> None: ...
-
-
-@dataclass
-class PoolStats:
-    """Plain counters on the hot path; the metrics endpoint reads them at scrape time."""
-
-    allocation_immediate: int = 0
-    allocation_after_wait: int = 0
-    allocation_timeout: int = 0
-    allocation_queue_full: int = 0
-    allocation_wait_seconds: float = 0.0
-    handled_success: int = 0
-    handled_failure: int = 0
-    event_timeouts: int = 0
-    worker_crashes: int = 0
-    worker_restarts: int = 0
-    duration_seconds_sum: float = 0.0
-    duration_count: int = 0
-    # Nuclio's allocation statistic: the percentage of idle workers (an integer, as
-    # Nuclio truncates it) added up over every allocation request.
-    allocation_available_percent_sum: int = 0
-
-
-class WorkerTiming:
-    """Time one worker (by index) spent running events: Nuclio exports it per worker."""
-
-    __slots__ = ("count", "seconds")
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.count = 0
-
+__all__ = ["Worker", "WorkerFactory", "WorkerLost", "WorkerPool", "WorkerStartError",
+           "WorkerUnavailable"]
 
 WorkerFactory = Callable[[str], Worker]
 
@@ -120,11 +48,14 @@ def _expire(fut: asyncio.Future[Worker]) -> None:
 class WorkerPool:
     """``events_per_worker`` (1 by default, Nuclio's model) is how many events one worker
     may hold at once; above 1 a worker is handed its next event while it runs the
-    current one (pipelining), and an event goes to the least loaded worker."""
+    current one (pipelining), and an event goes to the least loaded worker.
+    ``line``: waiting events are kept in a ``WaitingLine`` that the workers (thread
+    kind) serve themselves as they finish, instead of futures the loop hands workers to."""
 
     def __init__(self, name: str, factory: WorkerFactory, size: int, *,
                  availability_timeout: float, event_timeout: float | None,
-                 max_waiting: int, logger: Logger, events_per_worker: int = 1) -> None:
+                 max_waiting: int, logger: Logger, events_per_worker: int = 1,
+                 line: WaitingLine | None = None) -> None:
         self.name = name
         self.size = size
         self.events_per_worker = events_per_worker
@@ -141,6 +72,7 @@ class WorkerPool:
         self._load: dict[Worker, int] = {}  # events held, per worker holding any
         self._dead: set[Worker] = set()  # replaced workers whose other events still fail
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
+        self._line = line
         self._all: dict[str, Worker] = {}
         self._inflight = 0
         self._drained = asyncio.Event()
@@ -157,7 +89,7 @@ class WorkerPool:
     @property
     def waiting(self) -> int:
         """Events waiting for a worker right now."""
-        return len(self._waiters)
+        return len(self._waiters) + (len(self._line) if self._line is not None else 0)
 
     @property
     def busy_workers(self) -> int:
@@ -199,7 +131,9 @@ class WorkerPool:
         self.ready = False
         for task in list(self._replacing):
             task.cancel()
-        for fut in self._waiters:
+        waiting = [*self._waiters, *(e.future for e in self._line.take_all())] \
+            if self._line is not None else list(self._waiters)
+        for fut in waiting:
             if not fut.done():
                 fut.set_exception(WorkerUnavailable("the processor is shutting down"))
         workers = list(self._all.values())
@@ -222,18 +156,34 @@ class WorkerPool:
         rerun = False
         try:
             while True:
+                entry: LineEntry | None = None
                 worker = self._take()
                 if worker is not None:
                     stats.allocation_immediate += 1
+                elif self._line is not None:
+                    entry = self._enter_line(payload, rerun)
                 else:
                     worker = await self._wait_for_worker(rerun)
-                # Per worker index, as Nuclio exports it; finished in ``finally`` with the
-                # same clock reading as the event's own duration.
-                timing = self.worker_timings.get(worker.worker_id)
-                run_started = time.perf_counter()
                 try:
-                    result = await worker.run(payload, self._event_timeout)
+                    if entry is None:
+                        assert worker is not None
+                        # Per worker index, as Nuclio exports it; finished in ``finally``
+                        # with the same clock reading as the event's own duration.
+                        timing = self.worker_timings.get(worker.worker_id)
+                        run_started = time.perf_counter()
+                        result = await worker.run(payload, self._event_timeout)
+                    else:
+                        try:
+                            result = await self._line_result(entry)
+                        finally:
+                            worker = entry.worker  # None while the entry is still waiting
+                            if worker is not None:
+                                timing = self.worker_timings.get(worker.worker_id)
+                                run_started = entry.started
+                except WorkerUnavailable:
+                    raise  # the availability timeout ran out in the line: nothing ran
                 except WorkerLost as lost:
+                    assert worker is not None
                     if lost.replace:
                         self._replace(worker, lost.message)
                     else:
@@ -244,7 +194,8 @@ class WorkerPool:
                     self._count_lost(lost, payload)
                     return lost.response(payload)
                 except BaseException:
-                    self._replace(worker, "event cancelled")
+                    if worker is not None:  # (an entry cancelled while waiting has none)
+                        self._replace(worker, "event cancelled")
                     raise
                 self._release(worker)
                 self._count(result)
@@ -259,6 +210,53 @@ class WorkerPool:
             self._inflight -= 1
             if not self._inflight:
                 self._drained.set()
+
+    # -- the waiting line (thread workers) ---------------------------------------------
+    def _enter_line(self, payload: Payload, rerun: bool) -> LineEntry:
+        """As ``_wait_for_worker``, but the event itself waits, in the line the workers
+        serve; ``_line_result`` awaits it."""
+        assert self._line is not None
+        stats = self.stats
+        timeout = max(self._availability_timeout, RERUN_WAIT) if rerun \
+            else self._availability_timeout
+        if timeout <= 0 or self._stopping:
+            stats.allocation_timeout += 1
+            raise WorkerUnavailable("no worker is available")
+        if len(self._line) >= self._max_waiting and not rerun:
+            stats.allocation_queue_full += 1
+            raise WorkerUnavailable("too many events are waiting for a worker")
+        entry = LineEntry(payload, self._loop.create_future(), self._event_timeout)
+        self._line.put(entry, first=rerun)
+        entry.timer = self._loop.call_later(timeout, self._line_expired, entry, timeout)
+        return entry
+
+    def _line_expired(self, entry: LineEntry, timeout: float) -> None:
+        assert self._line is not None
+        if self._line.withdraw(entry) and not entry.future.done():
+            self.stats.allocation_timeout += 1
+            entry.future.set_exception(WorkerUnavailable(
+                f"no worker became available within {timeout:g}s"))
+
+    async def _line_result(self, entry: LineEntry) -> Result:
+        try:
+            result: Result = await entry.future
+            return result
+        except asyncio.CancelledError:
+            assert self._line is not None
+            self._line.withdraw(entry)  # unless a worker took it already
+            raise
+        finally:
+            if entry.timer is not None:
+                entry.timer.cancel()
+
+    def taken_from_line(self, worker: Worker, entry: LineEntry) -> None:
+        """A worker's thread took ``entry`` when it finished its event (called on the
+        loop, before that event's own release): the worker stays busy with it."""
+        stats = self.stats
+        stats.allocation_after_wait += 1
+        stats.allocation_wait_seconds += time.monotonic() - entry.enqueued
+        if self._all.get(worker.worker_id) is worker and worker not in self._dead:
+            self._load[worker] = self._load.get(worker, 0) + 1
 
     def _take(self) -> Worker | None:
         """An idle worker, else one with room for another event, else None."""
@@ -343,6 +341,14 @@ class WorkerPool:
         else:
             if self.events_per_worker > 1 and worker in self._partial:
                 self._partial.remove(worker)
+            if self._line is not None:
+                entry = self._line.take(worker)
+                if entry is not None:  # the oldest waiting event, on the loop's side
+                    self.stats.allocation_after_wait += 1
+                    self.stats.allocation_wait_seconds += time.monotonic() - entry.enqueued
+                    self._load[worker] = 1
+                    cast(LineWorker, worker).start_entry(entry)
+                    return
             self._idle.append(worker)
         waiters = self._waiters
         while waiters and (self._idle or self._partial):

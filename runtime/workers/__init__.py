@@ -76,6 +76,7 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
 
     pool: WorkerPool
     factory: object
+    line = None
     if kind == "process":
         from runtime.workers.process import claim_worker
 
@@ -84,10 +85,15 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     else:
         loaded = loaded or load_handler(settings.handler, settings.function_dir)
         if kind == "thread":
+            from runtime.waiting_line import WaitingLine
             from runtime.workers.thread import ThreadWorker
 
+            # Nuclio's allocation: waiting events in one line the threads serve themselves.
+            line = WaitingLine() if events_per_worker == 1 else None
+
             def factory(worker_id: str) -> Worker:
-                return ThreadWorker(worker_id, loaded, settings)
+                return ThreadWorker(worker_id, loaded, settings, line,
+                                    lambda worker, entry: pool.taken_from_line(worker, entry))
         else:
             if not loaded.is_async:
                 raise WorkerKindError(
@@ -102,5 +108,6 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     pool = WorkerPool(f"{settings.trigger_name}", factory, size,
                       availability_timeout=availability_timeout, event_timeout=event_timeout,
                       max_waiting=max_waiting, logger=logger,
-                      events_per_worker=events_per_worker if kind in ("process", "thread") else 1)
+                      events_per_worker=events_per_worker if kind in ("process", "thread") else 1,
+                      line=line)
     return pool

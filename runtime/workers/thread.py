@@ -10,6 +10,11 @@ so its thread starts the next one as soon as it returns, without waiting for the
 event loop to hand it over. They run in order; the timeout of each counts from when
 its thread starts it, and an event still queued when the worker is abandoned never
 ran and is failed as such, so the pool runs it on another worker.
+
+Without pipelining (Nuclio's allocation, the default) events that find every worker
+busy wait in the pool's ``WaitingLine``, and a thread that finishes an event takes
+the oldest of them itself (runtime/waiting_line.py): the loop learns of it with the
+finished event's result, and arms the taken event's timeout then.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from typing import Any
 from runtime.function import FunctionRunner, FunctionSettings, Payload, Result
 from runtime.handler import LoadedHandler
 from runtime.pool import WorkerLost, WorkerStartError
+from runtime.waiting_line import LineEntry, WaitingLine
+
+# Told on the loop that the worker's thread took an entry from the line.
+TakenCallback = Callable[["ThreadWorker", LineEntry], None]
 
 _STOP = object()
 
@@ -44,8 +53,15 @@ _Run = tuple[asyncio.Future[Any], float | None, int]
 
 
 class ThreadWorker:
-    def __init__(self, worker_id: str, loaded: LoadedHandler, settings: FunctionSettings) -> None:
+    def __init__(self, worker_id: str, loaded: LoadedHandler, settings: FunctionSettings,
+                 line: WaitingLine | None = None, on_taken: TakenCallback | None = None
+                 ) -> None:
         self.worker_id = worker_id
+        self._line = line
+        self._on_taken = on_taken
+        # The entry the thread took from the line last: ``kill`` fails it too, in case the
+        # loop has not yet heard of it.
+        self._taken: LineEntry | None = None
         self._loaded = loaded
         self._settings = settings
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -92,7 +108,7 @@ class ThreadWorker:
                 f"init_context raised {type(exc).__name__}: {exc}"))
             return
         self._post(_resolve, ready, None, None)
-        get = self._queue.get
+        get, line, queued = self._queue.get, self._line, self._queue
         while True:
             item = get()
             if item is _STOP:
@@ -103,10 +119,23 @@ class ThreadWorker:
                 if self._abandoned:
                     return  # queued behind an abandoned event: failed on the loop already
                 self._started = sequence
-            result = runner.run_sync(payload, private_loop)
-            if self._abandoned:
-                return
-            self._post(self._on_result, fut, result)
+            while True:
+                result = runner.run_sync(payload, private_loop)
+                if self._abandoned:
+                    return
+                entry = None
+                if line is not None and len(line) and queued.empty():
+                    with self._start_lock:
+                        if self._abandoned:
+                            return
+                        entry = line.take(self)
+                        if entry is not None:
+                            self._taken = entry
+                            self._started = sequence = self._sequence()
+                self._post(self._on_result, fut, result, entry, sequence)
+                if entry is None:
+                    break
+                payload, fut = entry.payload, entry.future
 
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         assert self._loop is not None
@@ -114,18 +143,40 @@ class ThreadWorker:
             raise WorkerLost(503, "the worker was replaced before this event started",
                              started=False)
         fut: asyncio.Future[Result] = self._loop.create_future()
+        self._enqueue(payload, fut, timeout)
+        return await fut
+
+    def start_entry(self, entry: LineEntry) -> None:
+        """The pool hands this idle worker the oldest waiting event (``entry.future``
+        gets its result)."""
+        if self._abandoned:
+            _resolve(entry.future, None, WorkerLost(
+                503, "the worker was replaced before this event started", started=False))
+            return
+        self._enqueue(entry.payload, entry.future, entry.timeout)
+
+    def _enqueue(self, payload: Payload, fut: asyncio.Future[Any], timeout: float | None
+                 ) -> None:
         sequence = self._sequence()
         runs = self._runs
         runs.append((fut, timeout, sequence))
         self._queue.put((payload, fut, sequence))
         if len(runs) == 1:
             self._rearm()
-        return await fut
 
-    def _on_result(self, fut: asyncio.Future[Result], result: Result) -> None:
+    def _on_result(self, fut: asyncio.Future[Result], result: Result,
+                   taken: LineEntry | None, sequence: int) -> None:
         runs = self._runs
         if runs and runs[0][0] is fut:
             runs.popleft()
+            if taken is not None and not self._abandoned:
+                # The thread took (and started) the next waiting event: it runs here now.
+                runs.append((taken.future, taken.timeout, sequence))
+                with self._start_lock:  # ``kill`` finds it in ``runs`` from now on
+                    if self._taken is taken:
+                        self._taken = None
+                if self._on_taken is not None:
+                    self._on_taken(self, taken)
             self._rearm()  # the thread has started the next one, if any
         _resolve(fut, result, None)
 
@@ -153,6 +204,10 @@ class ThreadWorker:
             if not self._abandoned and self._thread is not None and self._thread.is_alive():
                 self._abandoned = True
             started = self._started
+            taken = self._taken
+        if taken is not None:  # taken from the line; the loop may not know of it yet
+            _resolve(taken.future, None, WorkerLost(
+                500, "the worker was replaced while this event ran"))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
