@@ -78,10 +78,15 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     factory: object
     line = None
     if kind == "process":
+        from runtime.waiting_line import WaitingLine
         from runtime.workers.process import claim_worker
 
+        # Nuclio's allocation: a worker that answers is sent the oldest waiting event at once.
+        line = WaitingLine() if events_per_worker == 1 else None
+
         def factory(worker_id: str) -> Worker:
-            return claim_worker(worker_id, settings, lambda w, why: pool.worker_exited(w, why))
+            return claim_worker(worker_id, settings, lambda w, why: pool.worker_exited(w, why),
+                                line, lambda worker, entry: pool.taken_from_line(worker, entry))
     else:
         loaded = loaded or load_handler(settings.handler, settings.function_dir)
         if kind == "thread":

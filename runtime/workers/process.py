@@ -24,6 +24,7 @@ from runtime.events import RawEvent
 from runtime.function import FunctionSettings, Payload, Result
 from runtime.pool import WorkerLost, WorkerStartError
 from runtime.responses import error_response
+from runtime.waiting_line import LineEntry, WaitingLine
 from runtime.workers import wire
 
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
@@ -68,8 +69,14 @@ class _Channel(asyncio.Protocol):
 
 class ProcessWorker:
     def __init__(self, worker_id: str, settings: FunctionSettings,
-                 on_exit: Callable[[ProcessWorker, str], None] = lambda w, why: None) -> None:
+                 on_exit: Callable[[ProcessWorker, str], None] = lambda w, why: None,
+                 line: WaitingLine | None = None,
+                 on_taken: Callable[[ProcessWorker, LineEntry], None] | None = None) -> None:
         self.worker_id = worker_id
+        # Nuclio's allocation without pipelining: when this worker answers, the oldest
+        # event waiting in the pool's line is sent to it from the same callback.
+        self._line = line
+        self._on_taken = on_taken
         self._settings = settings
         self._on_exit = on_exit
         self._proc: subprocess.Popen[bytes] | None = None
@@ -143,14 +150,25 @@ class ProcessWorker:
     async def run(self, payload: Payload, timeout: float | None) -> Result:
         if self._closed:
             raise WorkerLost(500, "the worker process is gone")
-        fut: asyncio.Future[Any] = self._loop.create_future()
+        fut: asyncio.Future[Result] = self._loop.create_future()
+        self._enqueue(payload, fut, timeout)
+        return await fut
+
+    def start_entry(self, entry: LineEntry) -> None:
+        """The pool hands this idle worker the oldest waiting event."""
+        if self._closed:
+            entry.future.set_exception(WorkerLost(
+                503, "the worker process is gone before this event started", started=False))
+            return
+        self._enqueue(entry.payload, entry.future, entry.timeout)
+
+    def _enqueue(self, payload: Payload, fut: asyncio.Future[Any], timeout: float | None
+                 ) -> None:
         runs = self._runs
         runs.append((fut, timeout))
         self._send(("event", wire.flatten(payload)))
         if len(runs) == 1:
             self._rearm()
-        _, result = await fut
-        return wire.results_from_wire(result)
 
     def _on_timeout(self, fut: asyncio.Future[Any], timeout: float) -> None:
         if self._runs and self._runs[0][0] is fut and not fut.done():
@@ -184,7 +202,15 @@ class ProcessWorker:
             return
         fut, _ = self._runs.popleft()
         if not fut.done():
-            fut.set_result(message)
+            fut.set_result(wire.results_from_wire(message[1]))
+        line = self._line
+        if line is not None and not self._runs and len(line) and not self._stopping:
+            entry = line.take(self)  # this worker is free: the oldest waiting event, now
+            if entry is not None:
+                assert self._on_taken is not None
+                self._on_taken(self, entry)
+                self._enqueue(entry.payload, entry.future, entry.timeout)
+                return
         self._rearm()  # the next event starts now in the worker
 
     def _on_message(self, message: tuple[str, Any]) -> None:
@@ -282,15 +308,18 @@ def prespawn(settings: FunctionSettings, count: int) -> None:
 
 
 def claim_worker(worker_id: str, settings: FunctionSettings,
-                 on_exit: Callable[[ProcessWorker, str], None]) -> ProcessWorker:
+                 on_exit: Callable[[ProcessWorker, str], None], line: WaitingLine | None = None,
+                 on_taken: Callable[[ProcessWorker, LineEntry], None] | None = None
+                 ) -> ProcessWorker:
     """A prespawned worker for this slot if one matches, else a new one."""
     worker = _prespawned.pop((settings.function_name, settings.trigger_name, worker_id), None)
     if worker is not None and worker._settings == settings:
         worker._on_exit = on_exit
+        worker._line, worker._on_taken = line, on_taken
         return worker
     if worker is not None:
         worker.kill()
-    return ProcessWorker(worker_id, settings, on_exit)
+    return ProcessWorker(worker_id, settings, on_exit, line, on_taken)
 
 
 def discard_unclaimed() -> None:

@@ -158,3 +158,74 @@ def test_one_worker_serves_the_line_first_come_first_served(tmp_path: Path) -> N
         assert handler.finished == [str(i) for i in range(5)]
         await pool.stop(2)
     asyncio.run(main())
+
+
+# The same allocation on process workers: the gate is a file (the handler runs in another
+# process), and each finished event's body is appended to another.
+PROCESS_HANDLER = """
+import os, time
+
+def handler(context, event):
+    body = event.body.decode()
+    here = os.path.dirname(os.path.abspath(__file__))
+    if body == "hang":
+        time.sleep(3)
+    while not os.path.exists(os.path.join(here, "open")):
+        time.sleep(0.005)
+    with open(os.path.join(here, "finished"), "a") as out:
+        out.write(body + "\\n")
+    return body
+"""
+
+
+async def process_pool(tmp_path: Path, size: int, *, availability: float = 5.0,
+                       event_timeout: float | None = None) -> WorkerPool:
+    (tmp_path / "filegate.py").write_text(PROCESS_HANDLER)
+    settings = FunctionSettings("filegate:handler", str(tmp_path), "f", "default", "http",
+                                "t", 40, "text")
+    pool = build_pool("process", settings, size, availability_timeout=availability,
+                      event_timeout=event_timeout, max_waiting=100, logger=Logger("test"))
+    await pool.load()
+    await pool.init()
+    return pool
+
+
+def finished(tmp_path: Path) -> list[str]:
+    path = tmp_path / "finished"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_process_workers_are_sent_the_waiting_events_in_arrival_order(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        pool = await process_pool(tmp_path, 1)
+        tasks = [asyncio.ensure_future(pool.submit(event(str(i)))) for i in range(5)]
+        await until(lambda: pool.waiting == 4)
+        (tmp_path / "open").touch()
+        results = await asyncio.gather(*tasks)
+        assert [r.body for r in results if isinstance(r, RawResponse)] == \
+            [str(i).encode() for i in range(5)]
+        assert finished(tmp_path) == [str(i) for i in range(5)]
+        stats = pool.stats
+        assert stats.allocation_immediate == 1 and stats.allocation_after_wait == 4
+        assert pool.waiting == 0 and pool.busy_workers == 0
+        await pool.stop(2)
+    asyncio.run(main())
+
+
+def test_process_worker_lost_on_a_taken_event_costs_that_event_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        pool = await process_pool(tmp_path, 1, event_timeout=1.0)
+        first = asyncio.ensure_future(pool.submit(event("first")))
+        await until(lambda: pool.busy_workers == 1)
+        hung = asyncio.ensure_future(pool.submit(event("hang")))
+        after = asyncio.ensure_future(pool.submit(event("after")))
+        await until(lambda: pool.waiting == 2)
+        (tmp_path / "open").touch()  # "first" ends; the worker is sent "hang" at once
+        assert (await first).body == b"first"  # type: ignore[union-attr]
+        timed_out = await hung
+        assert isinstance(timed_out, RawResponse) and timed_out.status == 408
+        assert (await after).body == b"after"  # type: ignore[union-attr]
+        assert pool.stats.event_timeouts == 1 and pool.stats.worker_restarts == 1
+        await pool.stop(2)
+    asyncio.run(main())
