@@ -216,19 +216,24 @@ class WorkerPool:
         """As ``_wait_for_worker``, but the event itself waits, in the line the workers
         serve; ``_line_result`` awaits it."""
         assert self._line is not None
-        stats = self.stats
-        timeout = max(self._availability_timeout, RERUN_WAIT) if rerun \
-            else self._availability_timeout
-        if timeout <= 0 or self._stopping:
-            stats.allocation_timeout += 1
-            raise WorkerUnavailable("no worker is available")
-        if len(self._line) >= self._max_waiting and not rerun:
-            stats.allocation_queue_full += 1
-            raise WorkerUnavailable("too many events are waiting for a worker")
+        timeout = self._admit(rerun, len(self._line))
         entry = LineEntry(payload, self._loop.create_future(), self._event_timeout)
         self._line.put(entry, first=rerun)
         entry.timer = self._loop.call_later(timeout, self._line_expired, entry, timeout)
         return entry
+
+    def _admit(self, rerun: bool, waiting: int) -> float:
+        """How long an event may wait for a worker; raises WorkerUnavailable (counted)
+        when it may not wait at all or the line is full."""
+        timeout = max(self._availability_timeout, RERUN_WAIT) if rerun \
+            else self._availability_timeout
+        if timeout <= 0 or self._stopping:
+            self.stats.allocation_timeout += 1
+            raise WorkerUnavailable("no worker is available")
+        if waiting >= self._max_waiting and not rerun:
+            self.stats.allocation_queue_full += 1
+            raise WorkerUnavailable("too many events are waiting for a worker")
+        return timeout
 
     def _line_expired(self, entry: LineEntry, timeout: float) -> None:
         assert self._line is not None
@@ -294,14 +299,7 @@ class WorkerPool:
         the worker died. It was accepted already, so it goes first in line, is not
         refused for a full line, and waits at least RERUN_WAIT for the replacement."""
         stats = self.stats
-        timeout = max(self._availability_timeout, RERUN_WAIT) if rerun \
-            else self._availability_timeout
-        if timeout <= 0 or self._stopping:
-            stats.allocation_timeout += 1
-            raise WorkerUnavailable("no worker is available")
-        if len(self._waiters) >= self._max_waiting and not rerun:
-            stats.allocation_queue_full += 1
-            raise WorkerUnavailable("too many events are waiting for a worker")
+        timeout = self._admit(rerun, len(self._waiters))
         loop = self._loop
         fut: asyncio.Future[Worker] = loop.create_future()
         if rerun:
