@@ -49,8 +49,9 @@ class WorkerPool:
     """``events_per_worker`` (1 by default, Nuclio's model) is how many events one worker
     may hold at once; above 1 a worker is handed its next event while it runs the
     current one (pipelining), and an event goes to the least loaded worker.
-    ``line``: waiting events are kept in a ``WaitingLine`` that the workers (thread
-    kind) serve themselves as they finish, instead of futures the loop hands workers to."""
+    ``line``: waiting events are kept in a ``WaitingLine`` that the workers (thread and
+    process kinds) are served from as they finish, instead of futures the loop hands
+    workers to."""
 
     def __init__(self, name: str, factory: WorkerFactory, size: int, *,
                  availability_timeout: float, event_timeout: float | None,
@@ -73,6 +74,8 @@ class WorkerPool:
         self._dead: set[Worker] = set()  # replaced workers whose other events still fail
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._line = line
+        if line is not None:
+            line.taken = self.taken_from_line
         self._all: dict[str, Worker] = {}
         self._inflight = 0
         self._drained = asyncio.Event()
@@ -131,8 +134,9 @@ class WorkerPool:
         self.ready = False
         for task in list(self._replacing):
             task.cancel()
-        waiting = [*self._waiters, *(e.future for e in self._line.take_all())] \
-            if self._line is not None else list(self._waiters)
+        waiting = list(self._waiters)
+        if self._line is not None:
+            waiting += [entry.future for entry in self._line.take_all()]
         for fut in waiting:
             if not fut.done():
                 fut.set_exception(WorkerUnavailable("the processor is shutting down"))
@@ -211,7 +215,7 @@ class WorkerPool:
             if not self._inflight:
                 self._drained.set()
 
-    # -- the waiting line (thread workers) ---------------------------------------------
+    # -- the waiting line (thread and process workers) ---------------------------------
     def _enter_line(self, payload: Payload, rerun: bool) -> LineEntry:
         """As ``_wait_for_worker``, but the event itself waits, in the line the workers
         serve; ``_line_result`` awaits it."""
@@ -255,8 +259,8 @@ class WorkerPool:
                 entry.timer.cancel()
 
     def taken_from_line(self, worker: Worker, entry: LineEntry) -> None:
-        """A worker's thread took ``entry`` when it finished its event (called on the
-        loop, before that event's own release): the worker stays busy with it."""
+        """``worker`` took ``entry`` as it finished its event (on the loop; from the
+        worker, before that event's own release, or from ``_release``): it stays busy."""
         stats = self.stats
         stats.allocation_after_wait += 1
         stats.allocation_wait_seconds += time.monotonic() - entry.enqueued
@@ -342,9 +346,7 @@ class WorkerPool:
             if self._line is not None:
                 entry = self._line.take(worker)
                 if entry is not None:  # the oldest waiting event, on the loop's side
-                    self.stats.allocation_after_wait += 1
-                    self.stats.allocation_wait_seconds += time.monotonic() - entry.enqueued
-                    self._load[worker] = 1
+                    self.taken_from_line(worker, entry)
                     cast(LineWorker, worker).start_entry(entry)
                     return
             self._idle.append(worker)

@@ -26,9 +26,9 @@ class WorkerStartError(Exception):
 class WorkerLost(Exception):
     """The event could not complete on this worker (timeout or crash).
 
-    ``started=False``: the event was queued behind another one in a pipelined worker
-    (``eventsPerWorker`` > 1) and never began, so the pool runs it on another worker:
-    a crash still costs one event."""
+    ``started=False``: the event was handed to the worker (queued behind another one in a
+    pipelined worker, or given to it from the waiting line) and never began, so the pool
+    runs it on another worker: a crash still costs one event."""
 
     def __init__(self, status: int, message: str, *, replace: bool = True,
                  started: bool = True) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import collections
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -40,7 +41,7 @@ class LineEntry:
 
 
 class LineWorker(Protocol):
-    """A worker the loop can hand an entry without awaiting (the thread kind)."""
+    """A worker the loop can hand an entry without awaiting (thread and process kinds)."""
 
     worker_id: str
 
@@ -51,6 +52,9 @@ class WaitingLine:
     def __init__(self) -> None:
         self._entries: collections.deque[LineEntry] = collections.deque()
         self._lock = threading.Lock()
+        # Set by the pool that owns the line: called on the loop when a worker took an
+        # entry as it finished (the pool counts it and keeps the worker busy).
+        self.taken: Callable[[Any, LineEntry], None] = lambda worker, entry: None
 
     def __len__(self) -> int:
         return len(self._entries)

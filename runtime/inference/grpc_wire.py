@@ -112,9 +112,8 @@ def encode(result: Any, event: InferenceEvent, spec: ModelSpec) -> RawResponse:
     outputs = collect(result, spec, request.outputs)
     response = messages().ModelInferResponse(model_name=spec.name, model_version=spec.version,
                                              id=request.id)
-    if outputs.parameters:
-        for key, value in outputs.parameters.items():
-            response.parameters[key].CopyFrom(_parameter(value))
+    for key, value in outputs.parameters.items():
+        response.parameters[key].CopyFrom(_parameter(value))
     add_output, raw_outputs = response.outputs.add, response.raw_output_contents
     for name, datatype, array in outputs.tensors:
         add_output(name=name, datatype=datatype, shape=array.shape)

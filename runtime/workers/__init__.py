@@ -77,28 +77,24 @@ def build_pool(kind: WorkerKind, settings: FunctionSettings, size: int, *,
     pool: WorkerPool
     factory: object
     line = None
-    if kind == "process":
+    if kind in ("process", "thread") and events_per_worker == 1:
         from runtime.waiting_line import WaitingLine
-        from runtime.workers.process import claim_worker
 
-        # Nuclio's allocation: a worker that answers is sent the oldest waiting event at once.
-        line = WaitingLine() if events_per_worker == 1 else None
+        # Nuclio's allocation: waiting events in one line, served as each worker finishes.
+        line = WaitingLine()
+    if kind == "process":
+        from runtime.workers.process import claim_worker
 
         def factory(worker_id: str) -> Worker:
             return claim_worker(worker_id, settings, lambda w, why: pool.worker_exited(w, why),
-                                line, lambda worker, entry: pool.taken_from_line(worker, entry))
+                                line)
     else:
         loaded = loaded or load_handler(settings.handler, settings.function_dir)
         if kind == "thread":
-            from runtime.waiting_line import WaitingLine
             from runtime.workers.thread import ThreadWorker
 
-            # Nuclio's allocation: waiting events in one line the threads serve themselves.
-            line = WaitingLine() if events_per_worker == 1 else None
-
             def factory(worker_id: str) -> Worker:
-                return ThreadWorker(worker_id, loaded, settings, line,
-                                    lambda worker, entry: pool.taken_from_line(worker, entry))
+                return ThreadWorker(worker_id, loaded, settings, line)
         else:
             if not loaded.is_async:
                 raise WorkerKindError(

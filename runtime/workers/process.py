@@ -70,13 +70,11 @@ class _Channel(asyncio.Protocol):
 class ProcessWorker:
     def __init__(self, worker_id: str, settings: FunctionSettings,
                  on_exit: Callable[[ProcessWorker, str], None] = lambda w, why: None,
-                 line: WaitingLine | None = None,
-                 on_taken: Callable[[ProcessWorker, LineEntry], None] | None = None) -> None:
+                 line: WaitingLine | None = None) -> None:
         self.worker_id = worker_id
         # Nuclio's allocation without pipelining: when this worker answers, the oldest
         # event waiting in the pool's line is sent to it from the same callback.
         self._line = line
-        self._on_taken = on_taken
         self._settings = settings
         self._on_exit = on_exit
         self._proc: subprocess.Popen[bytes] | None = None
@@ -204,11 +202,10 @@ class ProcessWorker:
         if not fut.done():
             fut.set_result(wire.results_from_wire(message[1]))
         line = self._line
-        if line is not None and not self._runs and len(line) and not self._stopping:
+        if line is not None and not self._runs and not self._stopping:
             entry = line.take(self)  # this worker is free: the oldest waiting event, now
             if entry is not None:
-                assert self._on_taken is not None
-                self._on_taken(self, entry)
+                line.taken(self, entry)
                 self._enqueue(entry.payload, entry.future, entry.timeout)
                 return
         self._rearm()  # the next event starts now in the worker
@@ -308,18 +305,17 @@ def prespawn(settings: FunctionSettings, count: int) -> None:
 
 
 def claim_worker(worker_id: str, settings: FunctionSettings,
-                 on_exit: Callable[[ProcessWorker, str], None], line: WaitingLine | None = None,
-                 on_taken: Callable[[ProcessWorker, LineEntry], None] | None = None
+                 on_exit: Callable[[ProcessWorker, str], None], line: WaitingLine | None = None
                  ) -> ProcessWorker:
     """A prespawned worker for this slot if one matches, else a new one."""
     worker = _prespawned.pop((settings.function_name, settings.trigger_name, worker_id), None)
     if worker is not None and worker._settings == settings:
         worker._on_exit = on_exit
-        worker._line, worker._on_taken = line, on_taken
+        worker._line = line
         return worker
     if worker is not None:
         worker.kill()
-    return ProcessWorker(worker_id, settings, on_exit, line, on_taken)
+    return ProcessWorker(worker_id, settings, on_exit, line)
 
 
 def discard_unclaimed() -> None:

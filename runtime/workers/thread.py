@@ -33,9 +33,6 @@ from runtime.handler import LoadedHandler
 from runtime.pool import WorkerLost, WorkerStartError
 from runtime.waiting_line import LineEntry, WaitingLine
 
-# Told on the loop that the worker's thread took an entry from the line.
-TakenCallback = Callable[["ThreadWorker", LineEntry], None]
-
 _STOP = object()
 
 
@@ -54,11 +51,9 @@ _Run = tuple[asyncio.Future[Any], float | None, int]
 
 class ThreadWorker:
     def __init__(self, worker_id: str, loaded: LoadedHandler, settings: FunctionSettings,
-                 line: WaitingLine | None = None, on_taken: TakenCallback | None = None
-                 ) -> None:
+                 line: WaitingLine | None = None) -> None:
         self.worker_id = worker_id
         self._line = line
-        self._on_taken = on_taken
         # The entry the thread took from the line last: ``kill`` fails it too, in case the
         # loop has not yet heard of it.
         self._taken: LineEntry | None = None
@@ -175,8 +170,8 @@ class ThreadWorker:
                 with self._start_lock:  # ``kill`` finds it in ``runs`` from now on
                     if self._taken is taken:
                         self._taken = None
-                if self._on_taken is not None:
-                    self._on_taken(self, taken)
+                assert self._line is not None
+                self._line.taken(self, taken)
             self._rearm()  # the thread has started the next one, if any
         _resolve(fut, result, None)
 
