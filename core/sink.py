@@ -86,6 +86,13 @@ class Sink(ABC):
     def write(self, item: SinkItem) -> None:
         """Hands an item over without blocking; drops (counted) when the sink is behind."""
 
+    def cork(self) -> None:
+        """A burst of items follows (frames read together from a source that outran us):
+        a sink may hold what it is written until ``uncork`` and send it in one go."""
+
+    def uncork(self) -> None:
+        """The burst is over: anything held goes out now."""
+
     def status(self) -> dict[str, Any]:
         """Shown under the trigger in ``/ready``'s details (e.g. connected clients)."""
         return {}

@@ -93,6 +93,11 @@ class FramePipeline:
         self.latest: SinkItem | None = None
 
     # -- in ---------------------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        """Every worker is busy and the waiting room too: the next frame drops one."""
+        return self._running >= self._workers and len(self._waiting) >= self._max_pending
+
     def offer(self, event: RawEvent, captured_at: float) -> bool:
         """Takes a frame without blocking; False when this frame was dropped (counted)."""
         frames = self.frames

@@ -7,7 +7,9 @@ bytes exceed ``clientQueue`` frames skips frames (counted, reason
 ``slow_client``) until it catches up, and never slows the others or the
 trigger. A new client gets the latest frame at once, so a player shows a picture
 without waiting for the next one. Frames written while nobody watches are
-counted as dropped with reason ``no_clients`` (the latest is kept).
+counted as dropped with reason ``no_clients`` (the latest is kept). While the trigger
+has it corked (a burst of frames read together), parts are held and then written
+to each client in one go, so a client wakes once per burst rather than per frame.
 
 The server is a small asyncio protocol rather than aiohttp: it only has to read
 one GET, and writing parts straight to the transport (the body ends when the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
@@ -122,6 +125,7 @@ class MjpegSink(Sink):
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[_ClientConnection] = set()
         self._latest: tuple[bytes, bytes, bytes] | None = None  # (part head, body, CRLF)
+        self._held: list[tuple[bytes, bytes, bytes]] | None = None  # parts while corked
         self._delimiter = f"--{attrs.boundary}\r\n".encode()
         self._head = ("HTTP/1.1 200 OK\r\n"
                       f"Content-Type: multipart/x-mixed-replace; boundary={attrs.boundary}\r\n"
@@ -169,20 +173,39 @@ class MjpegSink(Sink):
         # (uvloop: one writev), and the latest part is kept as those pieces.
         part = (head, body, b"\r\n")
         self._latest = part
+        if self._held is not None:
+            self._held.append(part)
+        else:
+            self._send((part,), len(head) + len(body) + 2)
+
+    def cork(self) -> None:
+        if self._held is None:
+            self._held = []
+
+    def uncork(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            size = sum(len(head) + len(body) + 2 for head, body, _ in held)
+            self._send(held, size // len(held))
+
+    def _send(self, parts: Sequence[tuple[bytes, bytes, bytes]], part_size: int) -> None:
+        """Writes the parts to every client that is not behind, in one go each."""
+        count = len(parts)
         if not self._clients:
-            self.metrics.dropped("no_clients")
+            self.metrics.dropped("no_clients", count)
             return
-        behind = self.attributes.clientQueue * (len(head) + len(body) + 2)
+        behind = self.attributes.clientQueue * part_size
+        pieces = parts[0] if count == 1 else [piece for part in parts for piece in part]
         sent = 0
         for client in self._clients:
             transport = client.transport
             if transport is None or transport.is_closing():
                 continue
             if transport.get_write_buffer_size() > behind:
-                self.metrics.dropped("slow_client")
+                self.metrics.dropped("slow_client", count)
                 continue
-            transport.writelines(part)
-            sent += 1
+            transport.writelines(pieces)
+            sent += count
         if sent:
             self.metrics.sent(sent)
 

@@ -181,7 +181,9 @@ class ScriptedCamera(ThreadedServer):
     - ``/cut?after=N``: N good frames, then half a frame and a hard disconnect (every
       connection: frames keep counting across reconnects);
     - ``/stall?after=N``: N good frames, then silence until the client gives up;
-    - ``/stream?fps=F``: good frames forever at F fps (``fps=0``: as fast as possible).
+    - ``/stream?fps=F``: good frames forever at F fps (``fps=0``: as fast as possible);
+    - ``/burst?every=S``: every frame of the script in one write, every S seconds (a camera
+      that sends what it buffered while the network stalled).
     """
 
     def __init__(self, port: int, jpegs: list[bytes]) -> None:
@@ -193,7 +195,8 @@ class ScriptedCamera(ThreadedServer):
 
     def setup(self, app: web.Application) -> None:
         for path, script in (("/quirky", self._quirky), ("/cut", self._cut),
-                             ("/stall", self._stall), ("/stream", self._stream)):
+                             ("/stall", self._stall), ("/stream", self._stream),
+                             ("/burst", self._burst)):
             app.router.add_get(path, self._route(path, script))
 
     def _route(self, path: str, script: Callable[[web.StreamResponse, web.Request],
@@ -272,6 +275,14 @@ class ScriptedCamera(ThreadedServer):
             i += 1
             if fps:
                 await asyncio.sleep(max(0.0, start + i / fps - time.monotonic()))
+
+    async def _burst(self, response: web.StreamResponse, request: web.Request) -> None:
+        every = float(request.query.get("every", "0.5"))
+        burst = b"".join(part(j) for j in self.jpegs)
+        while True:
+            await response.write(burst)
+            self.sent["/burst"] = self.sent.get("/burst", 0) + len(self.jpegs)
+            await asyncio.sleep(every)
 
 
 # -- reading an MJPEG stream (ours, for instance) ------------------------------------------------

@@ -176,14 +176,32 @@ class MjpegTrigger(Trigger):
                     frames = parser.feed(chunk)
                     if frames:
                         self._backoff.reset()
-                        captured_at, epoch = time.monotonic(), time.time()
-                        for jpeg in frames:
-                            self._frame(jpeg, captured_at, epoch)
-                            # Let the pipeline start this frame before the next is parsed:
-                            # a chunk can hold many frames when the source outpaces us.
-                            await asyncio.sleep(0)
+                        await self._frames(frames)
             finally:
                 parser.close()
+
+    async def _frames(self, frames: list[bytes]) -> None:
+        """The frames one read completed. Several arrive together when the source outpaces
+        us; the sink is corked meanwhile, so their results leave in one write per client
+        rather than one each (its clients wake once, not once a frame)."""
+        captured_at, epoch = time.monotonic(), time.time()
+        pipeline = self.pipeline
+        assert pipeline is not None
+        sink = self.sink if len(frames) > 1 else None
+        if sink is not None:
+            sink.cork()
+        try:
+            for jpeg in frames:
+                if pipeline.full:
+                    # Let the pipeline start what it holds before this frame would push a
+                    # waiting one out: frames read together are not dropped for that alone.
+                    await asyncio.sleep(0)
+                self._frame(jpeg, captured_at, epoch)
+            if sink is not None:
+                await asyncio.sleep(0)  # frames the handler finishes at once reach the sink
+        finally:
+            if sink is not None:
+                sink.uncork()
 
     def _frame(self, jpeg: bytes, captured_at: float, epoch: float) -> None:
         num = self._frames_read

@@ -105,6 +105,25 @@ def test_mjpeg_sink_gives_a_new_client_the_latest_frame_at_once(start_processor:
     assert got[0][1] == jpegs[2]
 
 
+def test_mjpeg_frames_read_in_one_burst_all_reach_the_sink_in_order(start_processor: Any
+                                                                   ) -> None:
+    """A camera that sends eight frames in one write (what it buffered while the network
+    stalled): the trigger parses them together and the sink sends them on together, yet
+    none is dropped for arriving at once and the client gets each, in order."""
+    jpegs = encode_jpegs(8)
+    port = free_port()
+    with ScriptedCamera(free_port(), jpegs) as camera:
+        proc = start_processor(sink_config(camera.url("/burst?every=0.3"), {
+            "kind": "mjpeg", "attributes": {"port": port, "host": "127.0.0.1"}}))
+        got = asyncio.run(first_frames(f"http://127.0.0.1:{port}/stream", 1 + 4 * 8))
+        dropped = frames(proc, "frames_dropped")
+        slow = sink_items(proc, "dropped", "slow_client")
+    order = [jpegs.index(jpeg) for _, jpeg in got[1:]]  # after the latest frame, at once
+    start = order.index(0)
+    assert order[start:start + 24] == list(range(8)) * 3, order
+    assert dropped == 0 and slow == 0
+
+
 def test_mjpeg_sink_slow_client_does_not_slow_the_others(start_processor: Any) -> None:
     big = encode_jpegs(6, 640, 480, quality=2)  # large frames fill a stalled socket fast
     noisy = [j[:2] + b"\xff\xfe" + (60000).to_bytes(2, "big") + bytes(59998) + j[2:]
