@@ -127,6 +127,30 @@ def test_keep_newest_replaces_the_waiting_frame_and_counts_the_drop() -> None:
     run(scenario())
 
 
+def test_full_says_when_the_next_frame_would_drop_one_and_one_task_runs_the_waiting_frame(
+        ) -> None:
+    async def scenario() -> None:
+        pipeline, trigger = make(workers=2)
+        assert not pipeline.full
+        pipeline.offer(frame(1), 0.0)
+        pipeline.offer(frame(2), 0.0)
+        assert not pipeline.full  # both workers busy, the waiting room still free
+        pipeline.offer(frame(3), 0.0)
+        assert pipeline.full and pipeline.frames.dropped_by == {}
+        await settle()
+        tasks = set(pipeline._tasks)
+        assert len(tasks) == 2
+        trigger.pool.finish(1)
+        await settle()
+        assert trigger.pool.submitted == [1, 2, 3] and not pipeline.full
+        assert set(pipeline._tasks) <= tasks  # frame 3 ran on the task that finished 1
+        trigger.pool.finish(3)
+        trigger.pool.finish(2)
+        await settle()
+        assert sent(trigger) == [1, 2, 3] and not pipeline._tasks
+    run(scenario())
+
+
 def test_keep_oldest_drops_the_arriving_frame() -> None:
     async def scenario() -> None:
         pipeline, trigger = make(workers=1, drop_policy="oldest")
