@@ -74,8 +74,9 @@ class WorkerPool:
         self._dead: set[Worker] = set()  # replaced workers whose other events still fail
         self._waiters: collections.deque[asyncio.Future[Worker]] = collections.deque()
         self._line = line
+        self._loop = asyncio.get_running_loop()  # pools are built on the processor's loop
         if line is not None:
-            line.taken = self.taken_from_line
+            line.attach(self._loop, self.taken_from_line, self._line_expired)
         self._all: dict[str, Worker] = {}
         self._inflight = 0
         self._drained = asyncio.Event()
@@ -83,7 +84,6 @@ class WorkerPool:
         self._replacing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.ready = False
-        self._loop = asyncio.get_running_loop()  # pools are built on the processor's loop
 
     @property
     def inflight(self) -> int:
@@ -221,9 +221,9 @@ class WorkerPool:
         serve; ``_line_result`` awaits it."""
         assert self._line is not None
         timeout = self._admit(rerun, len(self._line))
-        entry = LineEntry(payload, self._loop.create_future(), self._event_timeout)
-        self._line.put(entry, first=rerun)
-        entry.timer = self._loop.call_later(timeout, self._line_expired, entry, timeout)
+        entry = LineEntry(payload, self._loop.create_future(), self._event_timeout, timeout,
+                          rerun=rerun)
+        self._line.put(entry)
         return entry
 
     def _admit(self, rerun: bool, waiting: int) -> float:
@@ -239,12 +239,12 @@ class WorkerPool:
             raise WorkerUnavailable("too many events are waiting for a worker")
         return timeout
 
-    def _line_expired(self, entry: LineEntry, timeout: float) -> None:
-        assert self._line is not None
-        if self._line.withdraw(entry) and not entry.future.done():
+    def _line_expired(self, entry: LineEntry) -> None:
+        """The line withdrew ``entry``: its availability timeout ran out."""
+        if not entry.future.done():
             self.stats.allocation_timeout += 1
             entry.future.set_exception(WorkerUnavailable(
-                f"no worker became available within {timeout:g}s"))
+                f"no worker became available within {entry.wait:g}s"))
 
     async def _line_result(self, entry: LineEntry) -> Result:
         try:
@@ -254,9 +254,6 @@ class WorkerPool:
             assert self._line is not None
             self._line.withdraw(entry)  # unless a worker took it already
             raise
-        finally:
-            if entry.timer is not None:
-                entry.timer.cancel()
 
     def taken_from_line(self, worker: Worker, entry: LineEntry) -> None:
         """``worker`` took ``entry`` as it finished its event (on the loop; from the

@@ -19,6 +19,7 @@ from runtime.function import FunctionSettings
 from runtime.logger import Logger
 from runtime.pool import WorkerPool, WorkerUnavailable
 from runtime.responses import RawResponse
+from runtime.waiting_line import LineEntry, WaitingLine
 from runtime.workers import build_pool
 
 # The handler blocks until the test opens its gate, then answers with its event's body
@@ -228,4 +229,33 @@ def test_process_worker_lost_on_a_taken_event_costs_that_event_only(tmp_path: Pa
         assert (await after).body == b"after"  # type: ignore[union-attr]
         assert pool.stats.event_timeouts == 1 and pool.stats.worker_restarts == 1
         await pool.stop(2)
+    asyncio.run(main())
+
+
+def test_one_timer_refuses_each_entry_at_its_deadline_past_a_rerun_at_the_head() -> None:
+    """The line's single timer: entries expire at their own deadlines, in order, even
+    behind a rerun at the head whose deadline is later; a taken entry is not refused."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        line = WaitingLine()
+        refused: list[tuple[str, float]] = []
+        started = time.monotonic()
+        line.attach(loop, lambda worker, entry: None,
+                    lambda entry: refused.append((entry.payload, time.monotonic() - started)))
+        for name, wait in (("a", 0.1), ("b", 0.2), ("c", 0.3)):
+            line.put(LineEntry(name, loop.create_future(), None, wait))
+        line.put(LineEntry("rerun", loop.create_future(), None, 0.6, rerun=True))
+        taken = line.take("worker")
+        assert taken is not None and taken.payload == "rerun"  # reruns go first
+        line.put(LineEntry("rerun2", loop.create_future(), None, 0.6, rerun=True))
+        await asyncio.sleep(0.45)
+        assert [name for name, _ in refused] == ["a", "b", "c"]
+        for (_, at), due in zip(refused, (0.1, 0.2, 0.3), strict=True):
+            assert due - 0.01 <= at < due + 0.1, refused
+        assert len(line) == 1  # the rerun waits on, its own deadline later
+        await asyncio.sleep(0.25)
+        assert [name for name, _ in refused][-1] == "rerun2" and len(line) == 0
+        assert line._timer is None  # nobody waits: no timer
+        line.put(LineEntry("d", loop.create_future(), None, 5.0))
+        assert line.take_all()[0].payload == "d" and line._timer is None
     asyncio.run(main())
