@@ -120,6 +120,25 @@ class FramePipeline:
         frames.dropped("busy")
         return False
 
+    async def offer_burst(self, events: list[RawEvent], captured_at: float) -> None:
+        """Frames read together (a source that outpaced us). Each is offered after the
+        pipeline has had a loop pass whenever it is full, so frames are not dropped for
+        arriving at once; meanwhile the sink is corked, so their results leave in one
+        write per client rather than one each (a player wakes once, not once a frame)."""
+        sink = self._trigger.sink if len(events) > 1 else None
+        if sink is not None:
+            sink.cork()
+        try:
+            for event in events:
+                if self.full:
+                    await asyncio.sleep(0)
+                self.offer(event, captured_at)
+            if sink is not None:
+                await asyncio.sleep(0)  # frames the handler finishes at once reach the sink
+        finally:
+            if sink is not None:
+                sink.uncork()
+
     def _dispatch(self, event: RawEvent, captured_at: float) -> None:
         self._running += 1
         loop = self._loop

@@ -184,8 +184,6 @@ class WorkerPool:
                             if worker is not None:
                                 timing = self.worker_timings.get(worker.worker_id)
                                 run_started = entry.started
-                except WorkerUnavailable:
-                    raise  # the availability timeout ran out in the line: nothing ran
                 except WorkerLost as lost:
                     assert worker is not None
                     if lost.replace:
@@ -198,7 +196,8 @@ class WorkerPool:
                     self._count_lost(lost, payload)
                     return lost.response(payload)
                 except BaseException:
-                    if worker is not None:  # (an entry cancelled while waiting has none)
+                    # An entry refused or cancelled while it waited has no worker.
+                    if worker is not None:
                         self._replace(worker, "event cancelled")
                     raise
                 self._release(worker)

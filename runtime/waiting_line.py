@@ -1,16 +1,18 @@
-"""Events waiting for a thread worker, in one line that every worker thread serves.
+"""Events waiting for a thread or process worker, in one line every worker serves.
 
 Nuclio's allocation: an event that finds no free worker waits, first come first
-served, for the first worker to finish, at most the availability timeout. For
-thread workers the pool keeps those events here, behind a lock, and the thread
-that finishes an event takes the next one itself, at once. Without the line the
-thread would tell the event loop it is free and sit idle until the loop, busy
-parsing other requests, handed it the next event: a pass of the loop per event.
+served, for the first worker to finish, at most the availability timeout. The pool
+keeps those events here, behind a lock: a worker thread that finishes an event
+takes the next one itself, at once, and a process worker is sent it from the
+callback that read its answer. Without the line the worker would tell the event
+loop it is free and sit idle until the loop, busy parsing other requests, handed
+it the next event: a pass of the loop per event.
 
 The loop still serves the line when a worker becomes free on its side (a thread
-that found the line empty, a replacement), and withdraws an entry whose
-availability timeout ran out. Taking and withdrawing are exclusive (one lock), so
-an entry either runs once or is refused once.
+that found the line empty, a replacement), and refuses the entries whose
+availability timeout ran out, with one timer for the whole line. Taking and
+withdrawing are exclusive (one lock), so an entry either runs once or is refused
+once.
 """
 
 from __future__ import annotations

@@ -181,39 +181,23 @@ class MjpegTrigger(Trigger):
                 parser.close()
 
     async def _frames(self, frames: list[bytes]) -> None:
-        """The frames one read completed. Several arrive together when the source outpaces
-        us; the sink is corked meanwhile, so their results leave in one write per client
-        rather than one each (its clients wake once, not once a frame)."""
+        """The frames one read completed: several when the source outpaces us, handed to
+        the pipeline as one burst."""
         captured_at, epoch = time.monotonic(), time.time()
-        pipeline = self.pipeline
-        assert pipeline is not None
-        sink = self.sink if len(frames) > 1 else None
-        if sink is not None:
-            sink.cork()
-        try:
-            for jpeg in frames:
-                if pipeline.full:
-                    # Let the pipeline start what it holds before this frame would push a
-                    # waiting one out: frames read together are not dropped for that alone.
-                    await asyncio.sleep(0)
-                self._frame(jpeg, captured_at, epoch)
-            if sink is not None:
-                await asyncio.sleep(0)  # frames the handler finishes at once reach the sink
-        finally:
-            if sink is not None:
-                sink.uncork()
+        events = [event for jpeg in frames if (event := self._event(jpeg, epoch)) is not None]
+        assert self.pipeline is not None
+        await self.pipeline.offer_burst(events, captured_at)
 
-    def _frame(self, jpeg: bytes, captured_at: float, epoch: float) -> None:
+    def _event(self, jpeg: bytes, epoch: float) -> RawEvent | None:
+        """The frame's event; None for a frame ``processing_factor`` skips."""
         num = self._frames_read
         self._frames_read = num + 1
         self.frames.read += 1
         if num % self.attributes.processing_factor:
-            return
-        event = RawEvent(new_event_id(), jpeg, JPEG, {},
-                         {"frame_num": num, "url": self.public_url, "timestamp": epoch},
-                         "GET", self._path, self.public_url, epoch, self.kind, self.name)
-        assert self.pipeline is not None
-        self.pipeline.offer(event, captured_at)
+            return None
+        return RawEvent(new_event_id(), jpeg, JPEG, {},
+                        {"frame_num": num, "url": self.public_url, "timestamp": epoch},
+                        "GET", self._path, self.public_url, epoch, self.kind, self.name)
 
 
 def _describe(exc: BaseException) -> str:
