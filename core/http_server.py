@@ -1,20 +1,21 @@
-"""A minimal aiohttp server on a socket that was bound earlier.
+"""A minimal aiohttp server on a socket that was bound earlier (health, metrics, status,
+OpenInference REST, websocket; the http trigger and the front door use core.http1).
 
 aiohttp's low-level ``web.Server`` (no router, no middleware) keeps per-request
-overhead down; both the HTTP trigger and the health/metrics endpoints use it.
+overhead down for servers that need aiohttp's websockets or streaming responses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from core.http_body import BadEncoding, BodyTooLarge
 from runtime.responses import JSON, dump_json
 
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
@@ -24,48 +25,6 @@ def json_error(status: int, message: str) -> web.Response:
     """An error in the ``{"error": ...}`` shape every trigger answers with."""
     return web.Response(status=status, body=dump_json({"error": message}),
                         headers={"Content-Type": JSON})
-
-
-class BodyError(Exception):
-    """A request body that cannot be taken: the HTTP status to answer with and the
-    ``rejected_events`` reason to count it under."""
-
-    status = 400
-    reason = "bad_body"
-
-
-class BodyTooLarge(BodyError):
-    """A body (or its decompressed form) is over the configured limit."""
-
-    status = 413
-    reason = "body_too_large"
-
-
-class BadEncoding(BodyError):
-    """A body does not decompress as its ``content-encoding`` says."""
-
-    status = 400
-    reason = "bad_encoding"
-
-
-# Content-Encoding -> zlib window bits.
-DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decompresses a whole gzip/deflate body, refusing output over ``limit`` bytes (so a
-    small compressed body cannot expand without bound)."""
-    decoder = zlib.decompressobj(DECODERS[encoding])
-    try:
-        out = decoder.decompress(body, limit + 1)
-        if len(out) > limit or decoder.unconsumed_tail:
-            raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
-        out += decoder.flush()
-    except zlib.error as exc:
-        raise BadEncoding(f"the body is not valid {encoding}: {exc}") from None
-    if not decoder.eof:
-        raise BadEncoding(f"the body is truncated {encoding}")
-    return out
 
 
 async def read_body(request: BaseRequest, max_size: int) -> bytes:

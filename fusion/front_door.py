@@ -16,12 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
 from prometheus_client import CollectorRegistry
 
 from core.config import Address, validate_model
-from core.http_server import BodyError, BoundHTTPServer, json_error, read_body
+from core.http1 import HTTP1Server, Reply, Request, error_reply
 from core.sockets import bind_socket
 from fusion.local import LocalTarget
 from invocations.config import AsyncSettings
@@ -47,15 +45,15 @@ class FrontDoor:
         self._logger = logger
         self._async_config = async_config
         self._registry = registry
-        self._server: BoundHTTPServer | None = None
+        self._server: HTTP1Server | None = None
         self._endpoints: list[AsyncEndpoint] = []
         self._routes: AsyncRoutes | None = None
         self._service: AsyncService | None = None
 
     def bind(self) -> None:
-        self._server = BoundHTTPServer(self._handle,
-                                       bind_socket(self.address, f"{YAML_PATH}.listenAddress"),
-                                       client_max_size=self._max_body)
+        self._server = HTTP1Server(self._handle,
+                                   bind_socket(self.address, f"{YAML_PATH}.listenAddress"),
+                                   max_body=self._max_body)
         self._bind_async()
 
     def _bind_async(self) -> None:
@@ -97,29 +95,27 @@ class FrontDoor:
         if self._service is not None:
             await release(self._service, timeout)
 
-    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: Request) -> Reply:
         path = request.path
         if path.startswith(ASYNC_PREFIX):
             assert self._routes is not None  # made in bind(), before the server listens
             return await self._routes.handle(request)
         if not path.startswith(SYNC_PREFIX):
-            return json_error(404, "expected /function/<name> or /async-function/<name>")
+            return error_reply(404, "expected /function/<name> or /async-function/<name>")
         name, _, sub = path[len(SYNC_PREFIX):].partition("/")
         target = self._targets.get(name)
         if target is None:
-            return json_error(404, f"no function named {name!r} is served here")
-        try:
-            body = await read_body(request, self._max_body)
-        except BodyError as exc:
-            return json_error(exc.status, str(exc))
+            return error_reply(404, f"no function named {name!r} is served here")
+        if request.error is not None:
+            return error_reply(request.error.status, str(request.error))
         url = request.raw_path[len(SYNC_PREFIX) + len(name):] or "/"
-        raw = request_event(request, body, "/" + sub, url, target.trigger_kind,
+        raw = request_event(request, request.body, "/" + sub, url, target.trigger_kind,
                             target.trigger_name)
         token = event_headers.set(raw.headers)
         try:
             result = await target.submit(raw)
         except WorkerUnavailable as exc:
-            return json_error(503, str(exc))
+            return error_reply(503, str(exc))
         finally:
             event_headers.reset(token)
         assert not isinstance(result, list)

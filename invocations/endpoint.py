@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
 from prometheus_client import CollectorRegistry
 
+from core.http1 import Reply, Request
 from invocations import metrics as async_metrics
 from invocations.config import AsyncSettings
 from invocations.dispatcher import Dispatcher, Submit
@@ -51,7 +50,7 @@ class AsyncEndpoint:
                                **{k: v for k, v in self.service.status().items()
                                   if k in ("backend", "directory", "state", "queued")})
 
-    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Reply:
         return await self.routes.handle(request)
 
     def stop_accepting(self) -> None:

@@ -12,17 +12,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
 from core.config import DEFAULT_HTTP_PORT, Address, parse_address
-from core.http_server import (
-    BodyError,
-    BoundHTTPServer,
-    json_error,
-    read_body,
-)
+from core.http1 import HTTP1Server, Reply, Request, check_headers, error_reply, text_reply
 from core.sockets import bind_socket
 from invocations.config import AsyncSettings
 from runtime.batching import Batcher
@@ -75,29 +68,31 @@ def _logs_header(records: list[dict[str, Any]]) -> str:
     return "[]"
 
 
-def request_event(request: BaseRequest, body: bytes, path: str, url: str, trigger_kind: str,
+def request_event(request: Request, body: bytes, path: str, url: str, trigger_kind: str,
                   trigger_name: str) -> RawEvent:
     """The event an HTTP request makes (shared with the fusion front door, which serves a
-    function under ``/function/<name>`` and passes the rest of the path)."""
-    headers = request.headers
-    level_name = headers.get(_LOG_LEVEL_HEADER)
-    # Plain str keys (aiohttp's are multidict's istr): cheaper to pickle, plainer for users.
-    return RawEvent(new_event_id(), body, headers.get("Content-Type", ""),
-                    {str(k): v for k, v in headers.items()},
-                    dict(request.query) if request.query_string else {}, request.method, path,
-                    url, time.time(), trigger_kind, trigger_name,
+    function under ``/function/<name>`` and passes the rest of the path). The request's
+    headers dict becomes the event's: names as sent, nothing copied."""
+    level_name = request.header(_LOG_LEVEL_HEADER)
+    return RawEvent(new_event_id(), body, request.header("Content-Type") or "",
+                    request.headers, request.query if request.query_string else {},
+                    request.method, path, url, time.time(), trigger_kind, trigger_name,
                     parse_level(level_name) if level_name else None)
 
 
 def http_response(result: RawResponse,
-                  decorate: Callable[[dict[str, str]], None] | None = None) -> web.Response:
+                  decorate: Callable[[dict[str, str]], None] | None = None) -> Reply:
     """A function's response as HTTP (shared with the fusion front door, so a function
     answers the same through both); ``decorate`` adds headers such as CORS."""
     status = result.status
     if not 100 <= status <= 599:
-        return json_error(500, f"the function returned an invalid status code {status}")
+        return error_reply(500, f"the function returned an invalid status code {status}")
     if result.headers:
         headers = dict(result.headers)
+        try:
+            check_headers(headers)
+        except ValueError as exc:  # e.g. a header value with a newline
+            return error_reply(500, f"the function returned an invalid response: {exc}")
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = result.content_type
     else:
@@ -106,17 +101,14 @@ def http_response(result: RawResponse,
         headers["X-Nuclio-Logs"] = _logs_header(result.logs)
     if decorate is not None:
         decorate(headers)
-    try:
-        return web.Response(status=status, body=result.body, headers=headers)
-    except ValueError as exc:  # e.g. a header value with a newline
-        return json_error(500, f"the function returned an invalid response: {exc}")
+    return Reply(status, result.body, headers)
 
 
 class HTTPTrigger(Trigger):
     kind = "http"
     Attributes = HTTPAttributes
     attributes: HTTPAttributes
-    _server: BoundHTTPServer | None = None
+    _server: HTTP1Server | None = None
     _async: AsyncEndpoint | None = None  # when attributes.async.enabled
 
     def listen_address(self, default_host: str) -> Address:
@@ -129,9 +121,9 @@ class HTTPTrigger(Trigger):
 
     def bind(self, default_host: str) -> None:
         self.address = address = self.listen_address(default_host)
-        self._server = BoundHTTPServer(
+        self._server = HTTP1Server(
             self._handle, bind_socket(address, f"{self.config.yaml_path}.attributes.port"),
-            client_max_size=self.attributes.maxRequestBodySize)
+            max_body=self.attributes.maxRequestBodySize)
         batch = self.config.batch
         self._submit = (Batcher(self.pool.submit, batch.batchSize, batch.timeout).submit
                         if batch is not None else self.pool.submit)
@@ -175,33 +167,31 @@ class HTTPTrigger(Trigger):
     def status(self) -> dict[str, Any]:
         return {"async": self._async.status()} if self._async is not None else {}
 
-    async def _handle(self, request: BaseRequest) -> web.StreamResponse:
+    async def _handle(self, request: Request) -> Reply:
         started = time.perf_counter()
         path = request.path
         if path == "/__internal/health":
-            return web.Response(text="OK")
+            return text_reply(200, "OK")
         cors = self._cors
         if cors is not None and request.method == "OPTIONS" and \
-                "Access-Control-Request-Method" in request.headers:
+                request.header("Access-Control-Request-Method") is not None:
             return self._preflight(request, cors)
         if self._async is not None and self._async.wants(request):
             return await self._async.handle(request)
-        try:
-            body = await read_body(request, self.attributes.maxRequestBodySize)
-        except BodyError as exc:
-            self.metrics.rejected(exc.reason)
-            return json_error(exc.status, str(exc))
-        raw = request_event(request, body, path, request.raw_path, "http", self.name)
+        if request.error is not None:
+            self.metrics.rejected(request.error.reason)
+            return error_reply(request.error.status, str(request.error))
+        raw = request_event(request, request.body, path, request.raw_path, "http", self.name)
         try:
             result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
         except WorkerUnavailable as exc:
             self.metrics.rejected("no_worker")
-            return json_error(503, str(exc))
+            return error_reply(503, str(exc))
         response = self._to_http(result, request)
         self.metrics.observe_latency(time.perf_counter() - started)
         return response
 
-    def _to_http(self, result: RawResponse, request: BaseRequest) -> web.Response:
+    def _to_http(self, result: RawResponse, request: Request) -> Reply:
         cors = self._cors
         if cors is None:
             return http_response(result)
@@ -211,8 +201,8 @@ class HTTPTrigger(Trigger):
     def _origin_allowed(origin: str, cors: CORS) -> bool:
         return "*" in cors.allowOrigins or origin in cors.allowOrigins
 
-    def _add_cors(self, headers: dict[str, str], request: BaseRequest, cors: CORS) -> None:
-        origin = request.headers.get("Origin")
+    def _add_cors(self, headers: dict[str, str], request: Request, cors: CORS) -> None:
+        origin = request.header("Origin")
         if origin is None or not self._origin_allowed(origin, cors):
             return
         headers["Access-Control-Allow-Origin"] = origin if cors.allowCredentials or \
@@ -222,16 +212,17 @@ class HTTPTrigger(Trigger):
         if cors.exposeHeaders:
             headers["Access-Control-Expose-Headers"] = ", ".join(cors.exposeHeaders)
 
-    def _preflight(self, request: BaseRequest, cors: CORS) -> web.Response:
-        origin = request.headers.get("Origin", "")
-        method = request.headers.get("Access-Control-Request-Method", "").upper()
+    def _preflight(self, request: Request, cors: CORS) -> Reply:
+        origin = request.header("Origin") or ""
+        method = (request.header("Access-Control-Request-Method") or "").upper()
         allowed_methods = {m.upper() for m in cors.allowMethods}
         asked = [h.strip() for h in
-                 request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()]
+                 (request.header("Access-Control-Request-Headers") or "").split(",")
+                 if h.strip()]
         allowed_headers = {h.lower() for h in cors.allowHeaders}
         if (not self._origin_allowed(origin, cors) or method not in allowed_methods
                 or any(h.lower() not in allowed_headers for h in asked)):
-            return web.Response(status=400, text="CORS preflight request is not allowed")
+            return text_reply(400, "CORS preflight request is not allowed")
         headers = {
             "Access-Control-Allow-Methods": ", ".join(cors.allowMethods),
             "Access-Control-Allow-Headers": ", ".join(cors.allowHeaders),
@@ -239,4 +230,4 @@ class HTTPTrigger(Trigger):
         if cors.preflightMaxAgeSeconds >= 0:
             headers["Access-Control-Max-Age"] = str(cors.preflightMaxAgeSeconds)
         self._add_cors(headers, request, cors)
-        return web.Response(status=200, headers=headers)
+        return Reply(200, b"", headers)

@@ -8,7 +8,7 @@ import zlib
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-from core.http_server import BadEncoding, BodyTooLarge, inflate
+from core.http_body import BadEncoding, BodyTooLarge, inflate
 from triggers.extproc.events import BUFFERED, Exchange, header_dict
 
 

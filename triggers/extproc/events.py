@@ -12,7 +12,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-from core.http_server import DECODERS, BodyTooLarge, inflate
+from core.http_body import DECODERS, BodyTooLarge, inflate
 from runtime.events import RawEvent, new_event_id
 
 PHASE_HEADER = "processing-phase"

@@ -39,7 +39,7 @@ from grpc_health.v1.health import aio as health_aio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.config import Address, parse_address, parse_go_duration
-from core.http_server import BodyError, BodyTooLarge
+from core.http_body import BodyError, BodyTooLarge
 from core.sockets import bind_grpc_server
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable

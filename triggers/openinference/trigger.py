@@ -18,12 +18,8 @@ from aiohttp.web_request import BaseRequest
 from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from core.config import Address
-from core.http_server import (
-    BodyError,
-    BoundHTTPServer,
-    json_error,
-    read_body,
-)
+from core.http_body import BodyError
+from core.http_server import BoundHTTPServer, json_error, read_body
 from core.sockets import bind_grpc_server, bind_socket
 from runtime.events import RawEvent, new_event_id
 from runtime.inference.errors import InferenceError
