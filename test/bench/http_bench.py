@@ -1,18 +1,17 @@
 #!/usr/bin/env python3
 """HTTP benchmark: the processor's http trigger against bare aiohttp, uvicorn and gunicorn.
 
-Run as ``python test/bench/http_bench.py`` (``make bench``). Every figure is a
-ratio against a reference measured in the same run on the same machine, because
-these machines are shared and noisy (DESIGN.md section 7): a hello-world aiohttp
-app on uvloop. Measured beside it (http_peers.py says what each server is):
-uvicorn (2 workers, ASGI) and gunicorn (2 sync workers, WSGI), the servers a
-Python user would otherwise deploy, the processor serving a hello-world
-Nuclio handler with each worker kind, and two floors (http_floors.py): aiohttp
-handing each request to one of 2 bare worker processes or 4 threads, the least the
-process and thread kinds' designs cost in Python, which tell whether their targets
-are reachable at all. Load comes from ``wrk``; runs are
-interleaved across rounds and the medians are reported. Also measured: cold
-start to ``/ready`` and the memory of process workers. Results go to stdout (a
+Run as ``python test/bench/http_bench.py`` (``make bench``). Every figure is a ratio
+against a reference measured in the same run on the same machine, because these machines
+are shared and noisy (DESIGN.md section 7): a hello-world aiohttp app on uvloop.
+Measured beside it (http_peers.py says what each server is): uvicorn (2 workers, ASGI)
+and gunicorn (2 sync workers, WSGI), the servers a Python user would otherwise deploy,
+the processor serving a hello-world Nuclio handler with each worker kind, and two floors
+(http_floors.py): bare httptools (the processor's parser) handing each request to one of
+2 bare worker processes or 4 threads, the least the process and thread kinds' designs
+cost in Python, which tell whether their targets are reachable at all. Load comes from
+``wrk``; runs are interleaved across rounds and the medians are reported. Also measured:
+cold start to ``/ready`` and the memory of process workers. Results go to stdout (a
 table and summary lines) and to ``results/http.json``.
 """
 
@@ -232,7 +231,7 @@ def peer_lines(rows: list[dict[str, Any]]) -> list[str]:
     for floor, ours, what in ((FLOOR_PROCESS, PROCESS, "2 bare worker processes"),
                               (FLOOR_THREAD, THREAD, "4 threads")):
         row, mine = by_name[floor.name], by_name[ours.name]
-        lines.append(f"http {ours.name.removeprefix('processor ')} floor (aiohttp + {what}) "
+        lines.append(f"http {ours.name.removeprefix('processor ')} floor (httptools + {what}) "
                      f"vs reference: {row['rps_ratio']:.2f}x (no target); CPU/req "
                      f"{row.get('cpu_ratio', 0):.2f}x the reference's; {ours.name}: "
                      f"{mine['rps'] / row['rps']:.2f}x the floor's req/s, "

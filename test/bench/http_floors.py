@@ -1,26 +1,28 @@
 """The two floors of the HTTP benchmark: the least that the processor's designs cost.
 
-The processor parses HTTP in one process and runs the handler elsewhere: in one of
-2 worker processes (process kind) or on one of 4 threads (thread kind). Each floor is
-an aiohttp app on uvloop, written like the reference (http_peers.AIOHTTP_APP), that
-does only that hop and nothing else a Nuclio processor does (no event object, no
-JSON, no logging, no metrics): its req/s and CPU per request bound what the
-processor's row can reach in Python on the same machine, so a target above a floor
-is known to be out of reach for that design rather than a matter of more tuning.
+The processor parses HTTP in one process, with its lean server (httptools in an
+asyncio protocol on uvloop, core/http1), and runs the handler elsewhere: in one of 2
+worker processes (process kind) or on one of 4 threads (thread kind). Each floor is
+that hop and nothing else a Nuclio processor does (no event object, no JSON, no
+logging, no metrics, no keep-alive bookkeeping): a bare httptools protocol on uvloop
+that answers ``GET /`` once the hop returns. Its req/s and CPU per request bound what
+the processor's row can reach in Python on the same machine, so a target above a
+floor is known to be out of reach for that design rather than a matter of tuning.
 
-- ``FLOOR_PROCESS_APP``: ``GET /`` waits for a free worker (each holds one request at
-  a time, as in Nuclio's allocation), writes one frame of a 4-byte length and the
-  method and path to its Unix socket, and answers with the frame the worker writes
-  back. The workers are bare Python processes, the same file run with ``worker FD``:
-  a blocking read of one frame, one write of ``hello`` in a frame, in a loop; they
-  import nothing but socket and struct, and the app terminates them when it stops
-  (or they read EOF if it is killed).
-- ``FLOOR_THREAD_APP``: ``GET /`` awaits ``loop.run_in_executor(pool, hello)`` on a
+- process: the request waits for a free worker (each holds one request at a time,
+  as in Nuclio's allocation), its method and path go in one frame of a 4-byte length
+  to the worker's Unix socket, and the answer is the frame the worker writes back.
+  The workers are bare Python processes, the same file run with ``worker FD``: a
+  blocking read of one frame, one write of ``hello`` in a frame, in a loop; they
+  import nothing but socket and struct, and end at EOF or SIGTERM.
+- thread: the request awaits ``loop.run_in_executor(pool, hello)`` on a
   ``ThreadPoolExecutor(max_workers=4)`` with a plain sync ``hello()``.
+
+Both are the one app below, ``floor_app.py MODE PORT COUNT``.
 """
 
-FLOOR_PROCESS_APP = """
-import socket, struct, sys
+FLOOR_APP = """
+import asyncio, collections, signal, socket, struct, subprocess, sys
 
 HEADER = struct.Struct("!I")
 
@@ -32,7 +34,7 @@ def worker(fd):
     while True:
         buffer = sock.recv(4096)
         if not buffer:
-            return  # the app closed its end (stopped): nothing left to serve
+            return
         while len(buffer) < 4 or len(buffer) < 4 + HEADER.unpack_from(buffer)[0]:
             more = sock.recv(4096)
             if not more:
@@ -41,17 +43,11 @@ def worker(fd):
         sock.sendall(reply)
 
 
-def serve(port, count):
-    import asyncio, collections, subprocess
-    import uvloop
-    from aiohttp import web
-
-    procs, workers = [], []  # the worker processes and their sockets' protocols
-    idle = collections.deque()  # free workers
-    queued = collections.deque()  # futures of requests waiting for a free worker
+def process_hop(count, procs):
+    # Returns hello(method, path) -> awaitable answer, over `count` worker processes.
+    idle, queued = collections.deque(), collections.deque()
 
     def release(worker):
-        # Hand the worker straight to the longest-waiting request, else mark it free.
         while queued:
             ticket = queued.popleft()
             if not ticket.done():
@@ -60,11 +56,8 @@ def serve(port, count):
         idle.append(worker)
 
     class Worker(asyncio.Protocol):
-        # One per worker socket; at most one request outstanding, so one future. The
-        # worker is freed when its answer arrives, even if the request was cancelled.
         def __init__(self):
-            self.buffer = b""
-            self.waiter = None
+            self.buffer, self.waiter = b"", None
 
         def connection_made(self, transport):
             self.transport = transport
@@ -80,27 +73,7 @@ def serve(port, count):
                     release(self)
             self.buffer = buffer
 
-        def connection_lost(self, exc):
-            if self.waiter is not None and not self.waiter.done():
-                self.waiter.set_exception(ConnectionError("worker gone"))
-
-        def call(self, frame):
-            self.waiter = asyncio.get_running_loop().create_future()
-            self.transport.write(frame)
-            return self.waiter
-
-    async def hello(request):
-        if idle:
-            worker = idle.pop()
-        else:
-            ticket = asyncio.get_running_loop().create_future()
-            queued.append(ticket)
-            worker = await ticket  # handed over when a worker answers (release)
-        path = f"{request.method} {request.path}".encode()
-        answer = await worker.call(HEADER.pack(len(path)) + path)
-        return web.Response(text=answer.decode())
-
-    async def start_workers(app):
+    async def start():
         loop = asyncio.get_running_loop()
         for _ in range(count):
             ours, theirs = socket.socketpair()
@@ -109,50 +82,81 @@ def serve(port, count):
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL))
             theirs.close()
             _, protocol = await loop.create_unix_connection(Worker, sock=ours)
-            workers.append(protocol)
             idle.append(protocol)
 
-    async def stop_workers(app):
-        # SIGTERM rather than EOF: uvloop closes the sockets only on a later loop turn.
-        for worker in workers:
-            worker.transport.close()
+    async def hello(method, path):
+        if idle:
+            worker = idle.pop()
+        else:
+            ticket = asyncio.get_running_loop().create_future()
+            queued.append(ticket)
+            worker = await ticket
+        frame = f"{method} {path}".encode()
+        worker.waiter = asyncio.get_running_loop().create_future()
+        worker.transport.write(HEADER.pack(len(frame)) + frame)
+        return await worker.waiter
+
+    return start, hello
+
+
+def thread_hop(count):
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(max_workers=count)
+
+    def hello_sync():
+        return b"hello"
+
+    async def start():
+        pass
+
+    async def hello(method, path):
+        return await asyncio.get_running_loop().run_in_executor(pool, hello_sync)
+
+    return start, hello
+
+
+def serve(mode, port, count):
+    import httptools, uvloop
+    procs = []
+    start, hello = process_hop(count, procs) if mode == "process" else thread_hop(count)
+
+    class HTTP(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.url = transport, b""
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data):
+            self.parser.feed_data(data)
+
+        def on_url(self, url):
+            self.url += url
+
+        def on_message_complete(self):
+            method, self.url, path = self.parser.get_method().decode(), b"", self.url.decode()
+            asyncio.ensure_future(self.answer(method, path))
+
+        async def answer(self, method, path):
+            body = await hello(method, path)
+            self.transport.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain; charset=utf-8"
+                                 b"\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        await start()
+        server = await loop.create_server(HTTP, "127.0.0.1", port, backlog=1024)
+        await stop
+        server.close()
         for proc in procs:
             proc.terminate()
-        for proc in procs:
             proc.wait()
 
-    app = web.Application()
-    app.router.add_get("/", hello)
-    app.on_startup.append(start_workers)
-    app.on_cleanup.append(stop_workers)
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    uvloop.run(main())
 
 
 if sys.argv[1] == "worker":
     worker(int(sys.argv[2]))
 else:
-    serve(int(sys.argv[1]), int(sys.argv[2]))
-"""
-
-FLOOR_THREAD_APP = """
-import asyncio, sys
-from concurrent.futures import ThreadPoolExecutor
-import uvloop
-from aiohttp import web
-
-pool = ThreadPoolExecutor(max_workers=int(sys.argv[2]))
-
-
-def hello():
-    return "hello"
-
-
-async def handle(request):
-    return web.Response(text=await asyncio.get_running_loop().run_in_executor(pool, hello))
-
-app = web.Application()
-app.router.add_get("/", handle)
-asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
 """

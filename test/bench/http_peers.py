@@ -1,16 +1,16 @@
 """The servers the HTTP benchmark puts under load, and how each is started and checked.
 
-Three peers answer ``GET /`` with ``hello`` the way their users would write it:
-bare aiohttp on uvloop (the reference every ratio is taken against), uvicorn with
-2 worker processes serving a plain ASGI app, and gunicorn with 2 sync workers
-serving a plain WSGI app. The processor serves a hello-world Nuclio handler in
-each worker kind. Two more aiohttp apps are floors, not peers (http_floors.py):
-aiohttp handing each request to one of 2 bare worker processes, and to one of 4
-threads, the least that the process and thread kinds' designs cost, measured so
-that a target can be judged reachable or not in Python here. Also here: what a
-running server costs, read from /proc for its whole process tree (CPU per request,
-RSS). Kept apart from the driver (http_bench.py) so that what is measured can be
-read in one place.
+Three peers answer ``GET /`` with ``hello`` the way their users would write it: bare
+aiohttp on uvloop (the reference every ratio is taken against), uvicorn with 2 worker
+processes serving a plain ASGI app, and gunicorn with 2 sync workers serving a plain
+WSGI app. The processor serves a hello-world Nuclio handler in each worker kind. Two
+more apps are floors, not peers (http_floors.py): a bare httptools protocol (the
+processor's own HTTP parser) handing each request to one of 2 bare worker processes, and
+to one of 4 threads, the least that the process and thread kinds' designs cost, measured
+so that a target can be judged reachable or not in Python here. Also here: what a
+running server costs, read from /proc for its whole process tree (CPU per request, RSS).
+Kept apart from the driver (http_bench.py) so that what is measured can be read in one
+place.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
-from test.bench.http_floors import FLOOR_PROCESS_APP, FLOOR_THREAD_APP
+from test.bench.http_floors import FLOOR_APP
 from test.support import free_port, platform_config, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +116,9 @@ THREAD_PIPELINED = Setup("processor thread x4, 2/worker", "thread", 4, min_rps_r
                          events_per_worker=2, summary="http_thread_x4_pipelined")
 # The floors (http_floors.py), each right after the processor rows it bounds: the
 # hop to a worker process or thread and nothing else, so no target.
-FLOOR_PROCESS = Setup("floor: aiohttp + 2 worker processes", workers=2, peer="floor-process")
-FLOOR_THREAD = Setup("floor: aiohttp + 4 threads", workers=4, peer="floor-thread")
+FLOOR_PROCESS = Setup("floor: httptools + 2 worker processes", workers=2,
+                      peer="floor-process")
+FLOOR_THREAD = Setup("floor: httptools + 4 threads", workers=4, peer="floor-thread")
 SETUPS = (
     REFERENCE,
     UVICORN,
@@ -170,8 +171,7 @@ def write_apps(workdir: Path) -> None:
     """Every app and handler as a module in ``workdir``, which each server imports from."""
     for module, source in (("hello_sync", SYNC_HANDLER), ("hello_async", ASYNC_HANDLER),
                            ("aiohttp_app", AIOHTTP_APP), ("asgi_app", ASGI_APP),
-                           ("wsgi_app", WSGI_APP), ("floor_process_app", FLOOR_PROCESS_APP),
-                           ("floor_thread_app", FLOOR_THREAD_APP)):
+                           ("wsgi_app", WSGI_APP), ("floor_app", FLOOR_APP)):
         (workdir / f"{module}.py").write_text(source)
 
 
@@ -183,8 +183,9 @@ def peer_command(setup: Setup, workdir: Path, port: int) -> list[str]:
     if setup.peer == "aiohttp":
         return [sys.executable, str(workdir / "aiohttp_app.py"), str(port)]
     if setup.peer in ("floor-process", "floor-thread"):
-        app = workdir / f"{setup.peer.replace('-', '_')}_app.py"
-        return [sys.executable, str(app), str(port), str(setup.workers)]
+        mode = setup.peer.removeprefix("floor-")
+        return [sys.executable, str(workdir / "floor_app.py"), mode, str(port),
+                str(setup.workers)]
     if setup.peer == "uvicorn":
         return [sys.executable, "-m", "uvicorn", *address, "--workers", str(setup.workers),
                 "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
