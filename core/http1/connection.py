@@ -29,8 +29,21 @@ _WAITING_LIMIT = 8  # parsed requests held per connection before it stops readin
 _LINGER = 2.0  # seconds a refused body may go on arriving before the connection closes
 # Header names looked at while parsing, by length (so most headers cost one len()).
 _CONTENT_LENGTH, _EXPECT, _CONTENT_ENCODING = b"content-length", b"expect", b"content-encoding"
-_WATCHED = {len(_CONTENT_LENGTH), len(_EXPECT), len(_CONTENT_ENCODING)}
+_TRANSFER_ENCODING = b"transfer-encoding"
+_WATCHED = {len(_CONTENT_LENGTH), len(_EXPECT), len(_CONTENT_ENCODING), len(_TRANSFER_ENCODING)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class UpgradeWithBody(BodyError):
+    """A request asking to switch protocols (``Upgrade``, e.g. h2c) that also carries a
+    body: not served (websockets have their own trigger)."""
+
+    status = 501
+    reason = "upgrade_with_body"
+
+    def __init__(self) -> None:
+        super().__init__("a request with both an Upgrade header and a body is not served; "
+                         "send it without Upgrade")
 
 
 def _method(raw: bytes) -> str:
@@ -124,11 +137,18 @@ class Connection(asyncio.Protocol):
                 self._encoding = text.strip().lower()
             elif lowered == _EXPECT:
                 self._expect = text.strip().lower() == "100-continue"
+            elif lowered == _TRANSFER_ENCODING:
+                self._length = max(self._length, 1)  # a body of unknown length
 
     def on_headers_complete(self) -> None:
-        if self._length > self._limit:
-            # Answer now, without waiting for a body we would drop; close after it.
+        if self._length > 0 and self._parser.should_upgrade():
+            # llhttp hands what follows an Upgrade's head over as the new protocol's bytes,
+            # so a body sent with one would be lost: refused rather than run without it.
+            self._error = UpgradeWithBody()
+        elif self._length > self._limit:
             self._error = BodyTooLarge(f"request body is larger than {self._limit} bytes")
+        if self._error is not None:
+            # Answer now, without waiting for a body we would drop; close after it.
             self._answered_early = True
             self._closing = True
             self._dispatch(self._request(b""))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,8 +85,6 @@ def test_request_fields_and_keep_alive() -> None:
             out = await exchange(server.port, request, until_close=False)
             assert out.startswith(b"HTTP/1.1 200 OK\r\n")
             assert b"Connection: close" not in out and b"\r\nDate: " in out
-            import json
-
             seen = json.loads(body_of(out))
             assert seen == {"method": "POST", "path": "/a b/c", "url": "/a%20b/c?x=1&x=2&y=+z",
                             "query": {"x": "1", "y": " z"}, "body": "hello", "error": None,
@@ -112,8 +111,6 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 def test_bodies_over_the_limit_and_encodings() -> None:
     async def main() -> None:
         async with serving(echo, max_body=100) as server:
-            import json
-
             # Declared too large: refused before the body is read, then closed.
             out = await exchange(server.port, b"POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\n"
                                  + b"x" * 500)
@@ -149,6 +146,15 @@ def test_continue_head_and_garbage() -> None:
             writer.close()
             out = await exchange(server.port, b"HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n")
             assert b"Content-Length: " in out and body_of(out) == b""
+            # An Upgrade is answered as a plain request, then the connection closes; with a
+            # body (which llhttp would hand over as the new protocol's bytes) it is refused.
+            upgrade = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            out = await exchange(server.port, b"GET /u HTTP/1.1\r\n" + upgrade + b"\r\n")
+            assert out.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in out
+            out = await exchange(server.port, b"POST /u HTTP/1.1\r\nContent-Length: 2\r\n"
+                                 + upgrade + b"\r\nab")
+            assert out.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in out
+            assert json.loads(body_of(out))["error"] == "upgrade_with_body"
             out = await exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n")
             assert out.startswith(b"HTTP/1.1 400 Bad Request")
             # The server is still serving.
