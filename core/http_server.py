@@ -1,8 +1,9 @@
-"""A minimal aiohttp server on a socket that was bound earlier (health, metrics, status,
-OpenInference REST, websocket; the http trigger and the front door use core.http1).
+"""A minimal aiohttp server on a socket that was bound earlier (OpenInference REST, the
+websocket trigger; the http trigger, front door, health, metrics and status page use
+core.http1).
 
 aiohttp's low-level ``web.Server`` (no router, no middleware) keeps per-request
-overhead down for servers that need aiohttp's websockets or streaming responses.
+overhead down for the servers that need aiohttp (websockets, its request object).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from core.http_body import BadEncoding, BodyTooLarge
+from core.sockets import Listener
 from runtime.responses import JSON, dump_json
 
 Handler = Callable[[BaseRequest], Awaitable[web.StreamResponse]]
@@ -42,19 +44,14 @@ async def read_body(request: BaseRequest, max_size: int) -> bytes:
                           ) from None
 
 
-class BoundHTTPServer:
+class BoundHTTPServer(Listener):
     def __init__(self, handler: Handler, sock: socket.socket, *, client_max_size: int = 1 << 20,
                  **kwargs: Any) -> None:
+        super().__init__(sock)
         self._handler = handler
-        self._sock = sock
         self._client_max_size = client_max_size
         self._kwargs = kwargs
         self._web_server: web.Server | None = None
-        self._server: asyncio.AbstractServer | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,12 +66,6 @@ class BoundHTTPServer:
                                       access_log=None, **self._kwargs)
         self._server = await loop.create_server(self._web_server, sock=self._sock,
                                                 backlog=1024)
-
-    def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        else:
-            self._sock.close()
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         self.stop_listening()

@@ -6,6 +6,7 @@ rather than after workers have started.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 from typing import TYPE_CHECKING, Any
@@ -89,3 +90,22 @@ def bind_grpc_server(address: Address, yaml_path: str, options: list[tuple[str, 
         raise ConfigError(f"{yaml_path}: port {address.port} on {address.host} is already "
                           "in use; expected a free port")
     return server, port
+
+
+class Listener:
+    """A server on a socket bound at start-up (``bind_socket``): the port it got, and
+    closing it whether or not it ever started serving."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._sock.close()
