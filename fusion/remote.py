@@ -12,10 +12,7 @@ out, 508 too deep), never as exceptions, because a workflow step or
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
-from yarl import URL
+from typing import TYPE_CHECKING, Any
 
 from fusion.calls import (
     call_depth,
@@ -27,6 +24,10 @@ from fusion.calls import (
 )
 from runtime.events import RawEvent
 from runtime.responses import RawResponse, error_response
+
+if TYPE_CHECKING:  # aiohttp's client (~0.1 s to import) is loaded at the first remote call
+    import aiohttp
+    from yarl import URL
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the client library writes itself from
 # the request it sends: forwarding them would describe the wrong connection or body.
@@ -85,6 +86,8 @@ class RemoteCaller:
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use: it belongs to the running loop, which __init__ may precede.
         if self._session is None or self._session.closed:
+            import aiohttp
+
             connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
@@ -98,6 +101,8 @@ class RemoteCaller:
         return headers
 
     def url(self, name: str, event: RawEvent) -> URL:
+        from yarl import URL
+
         path = event.path if event.path.startswith("/") else f"/{event.path}"
         base = URL(self.base_url(name).rstrip("/") + path)
         query = _query(event.fields or {})
@@ -117,6 +122,8 @@ class RemoteCaller:
             # aiohttp refuses both at once).
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         session = self._open()
+        import aiohttp
+
         try:
             async with session.request(
                     event.method or "POST", url, data=event.body, headers=headers,

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import Address
-from core.http_server import BoundHTTPServer
+from core.http1 import HTTP1Server, Reply, Request, json_reply
 from core.metrics import Metrics
 from core.sockets import bind_socket
 from processor.status.server import StatusRoutes
@@ -31,14 +29,14 @@ class HealthServer:
         self._ready_probe = ready_probe
         # The page and the status API (GET /, /dashboard, /api/...), on the health address.
         self._status = status if health is not None else None
-        self._servers: list[BoundHTTPServer] = []
+        self._servers: list[HTTP1Server] = []
         if health is not None:
             serve_metrics = metrics_address == health
-            self._servers.append(BoundHTTPServer(
+            self._servers.append(HTTP1Server(
                 self._health_routes(serve_metrics),
                 bind_socket(health, "platform config healthCheck.listenAddress")))
         if metrics_address is not None and metrics_address != health:
-            self._servers.append(BoundHTTPServer(
+            self._servers.append(HTTP1Server(
                 self._metrics_routes,
                 bind_socket(metrics_address, "platform config metrics.sinks.<prometheusPull>.url")))
 
@@ -47,32 +45,31 @@ class HealthServer:
         return [s.port for s in self._servers]
 
     def _health_routes(self, with_metrics: bool) -> Any:
-        async def handle(request: BaseRequest) -> web.StreamResponse:
+        async def handle(request: Request) -> Reply:
             path = request.path
             if path == "/live":
-                return web.json_response({"live": True})
+                return json_reply(200, {"live": True})
             if path == "/ready":
                 ready, details = self._ready_probe()
-                return web.json_response({"ready": ready, **details},
-                                         status=200 if ready else 503)
+                return json_reply(200 if ready else 503, {"ready": ready, **details})
             if with_metrics and path == "/metrics":
                 return self._scrape()
             if self._status is not None:
                 response = await self._status.handle(request)
                 if response is not None:
                     return response
-            return web.json_response({"error": "not found"}, status=404)
+            return json_reply(404, {"error": "not found"})
 
         return handle
 
-    async def _metrics_routes(self, request: BaseRequest) -> web.StreamResponse:
+    async def _metrics_routes(self, request: Request) -> Reply:
         if request.path == "/metrics":
             return self._scrape()
-        return web.json_response({"error": "not found"}, status=404)
+        return json_reply(404, {"error": "not found"})
 
-    def _scrape(self) -> web.Response:
+    def _scrape(self) -> Reply:
         body = generate_latest(self._metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Reply(200, body, {"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
         for server in self._servers:

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from core.http1.message import Reply, Request, encode_reply, error_reply
+from core.http1.message import Reply, Request, StreamReply, encode_reply, error_reply
 from core.http_body import BodyError, BodyTooLarge, decode_body
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -230,8 +230,10 @@ class Connection(asyncio.Protocol):
             if transport is None:
                 break  # the client went away; the answer has nowhere to go
             keep_alive = request.keep_alive and not self._closing and server.accepting
-            transport.write(encode_reply(reply, request.method == "HEAD", keep_alive,
-                                         request.http10))
+            head_only = request.method == "HEAD"
+            transport.write(encode_reply(reply, head_only, keep_alive, request.http10))
+            if isinstance(reply, StreamReply) and not await self._stream(reply, head_only):
+                break
             if not keep_alive:
                 self._closing = True
                 self._close()
@@ -246,6 +248,29 @@ class Connection(asyncio.Protocol):
                 self._reading = True
         self._busy = False
         self.idle_since = server.loop.time()
+
+    async def _stream(self, reply: StreamReply, head_only: bool) -> bool:
+        """Writes a streamed body as chunks, waiting while the client is behind; False
+        when the client went away first (the producer is closed either way)."""
+        chunks = reply.chunks
+        try:
+            if head_only:
+                return True
+            async for chunk in chunks:
+                if self._transport is None:
+                    return False
+                if chunk:
+                    self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if self._writable is not None:
+                    await self._writable
+            if self._transport is None:
+                return False
+            self._transport.write(b"0\r\n\r\n")
+            return True
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def _refuse(self, status: int, message: str) -> None:
         """A request we cannot parse: answered (after any being answered) and closed."""

@@ -9,6 +9,7 @@ of attribute stores instead of aiohttp's lazily parsed request object.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qsl
@@ -98,6 +99,19 @@ class Reply:
         self.headers = headers
 
 
+class StreamReply(Reply):
+    """A response whose body is produced over time (Server-Sent Events, a multipart
+    preview): sent with ``Transfer-Encoding: chunked``, one chunk per item of
+    ``chunks``, until the iterator ends or the client goes (then it is closed)."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str],
+                 status: int = 200) -> None:
+        super().__init__(status, b"", headers)
+        self.chunks = chunks
+
+
 def json_reply(status: int, value: object, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, dump_json(value), {"Content-Type": JSON, **(headers or {})})
 
@@ -146,6 +160,8 @@ def encode_reply(reply: Reply, head_only: bool, keep_alive: bool, http10: bool) 
     body = reply.body
     if status in _NO_BODY or status < 200:
         body = b""
+    elif isinstance(reply, StreamReply):
+        lines.append("Transfer-Encoding: chunked\r\n")
     else:
         lines.append(f"Content-Length: {len(body)}\r\n")
     if not keep_alive:

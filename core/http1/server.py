@@ -3,9 +3,11 @@
 Why: under load the processor's own process is the bottleneck of the process and
 thread kinds, and aiohttp's server was over half of its time (README, Performance).
 A function call needs a whole request in and a whole response out: parsing with
-httptools in a plain ``asyncio.Protocol`` costs a fraction of that. The http trigger
-and the front door serve on it; servers that need websockets or streamed responses
-(status page, OpenInference REST, the websocket trigger) stay on aiohttp.
+httptools in a plain ``asyncio.Protocol`` costs a fraction of that. The http trigger,
+the front door and the health/metrics/status listener serve on it (the status page's
+event and preview streams as chunked ``StreamReply``), so a function that needs no
+aiohttp does not import it (~0.1 s of a cold start); OpenInference REST and the
+websocket trigger stay on aiohttp.
 
 Behaviour a client sees, as from aiohttp: keep-alive by default (HTTP/1.0 on
 request), pipelined requests answered in order, ``Expect: 100-continue`` answered,
@@ -22,29 +24,25 @@ from collections.abc import Coroutine
 from typing import Any
 
 from core.http1.connection import Connection, Handler
+from core.sockets import Listener
 
 KEEPALIVE_TIMEOUT = 75.0
 _SWEEP_EVERY = 5.0
 
 
-class HTTP1Server:
+class HTTP1Server(Listener):
     loop: asyncio.AbstractEventLoop  # the running loop, from start()
 
     def __init__(self, handler: Handler, sock: socket.socket, *, max_body: int = 1 << 20,
                  keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+        super().__init__(sock)
         self.handler = handler
         self.max_body = max_body
         self.accepting = True
         self.connections: set[Connection] = set()
-        self._sock = sock
         self._keepalive = keepalive_timeout
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -63,12 +61,6 @@ class HTTP1Server:
             if connection.idle_since < deadline:
                 connection.close_if_idle()
         self._sweeper = self.loop.call_later(_SWEEP_EVERY, self._sweep)
-
-    def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        else:
-            self._sock.close()
 
     async def shutdown(self, timeout: float = 1.0) -> None:
         """Stops listening, closes idle connections, lets answers in progress finish

@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from importlib import resources
 from urllib.parse import unquote
 
-from aiohttp import web
-from aiohttp.web_request import BaseRequest
-
+from core.http1 import Reply, Request, StreamReply, json_reply
 from processor.status.document import StatusBuilder
 from processor.status.preview import MAX_FPS, Preview, has_frames
 from triggers.base import Trigger
@@ -61,24 +60,25 @@ class StatusRoutes:
                 await self._sampler
 
     # -- routing ---------------------------------------------------------------------------
-    async def handle(self, request: BaseRequest) -> web.StreamResponse | None:
+    async def handle(self, request: Request) -> Reply | None:
         """The response for a status route, or None when the path is not one of them."""
         path = request.path
         if path in ("/", "/dashboard", "/dashboard/"):
             if self._page is None:
                 return None
-            return web.Response(body=self._page, content_type="text/html", charset="utf-8",
-                                headers={**_NO_CACHE, "X-Content-Type-Options": "nosniff"})
+            return Reply(200, self._page, {"Content-Type": "text/html; charset=utf-8",
+                                           **_NO_CACHE, "X-Content-Type-Options": "nosniff"})
         if not path.startswith("/api/"):
             return None
         if request.method not in ("GET", "HEAD"):
-            return web.json_response({"error": "the status API is read-only"}, status=405,
-                                     headers={"Allow": "GET"})
+            return json_reply(405, {"error": "the status API is read-only"}, {"Allow": "GET"})
         if path == "/api/status":
-            return web.Response(body=self._document(), content_type="application/json",
-                                headers=_NO_CACHE)
+            return Reply(200, self._document(), {"Content-Type": "application/json",
+                                                 **_NO_CACHE})
         if path == "/api/events":
-            return await self._events(request)
+            return StreamReply(self._events(), {
+                "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no"})
         if path.startswith("/api/preview/"):
             return await self._preview(request, unquote(path[len("/api/preview/"):]))
         return None
@@ -91,19 +91,13 @@ class StatusRoutes:
         return self._cached[1]
 
     # -- Server-Sent Events -----------------------------------------------------------------
-    async def _events(self, request: BaseRequest) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            # The page reconnects after a restart: ask EventSource to retry every second.
-            await response.write(b"retry: 1000\n\n")
-            while not self._closing.is_set():
-                await response.write(b"data: " + self._document() + b"\n\n")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), 1.0)
-        return response
+    async def _events(self) -> AsyncIterator[bytes]:
+        # The page reconnects after a restart: ask EventSource to retry every second.
+        yield b"retry: 1000\n\n"
+        while not self._closing.is_set():
+            yield b"data: " + self._document() + b"\n\n"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 1.0)
 
     # -- preview --------------------------------------------------------------------------------
     def _trigger(self, name: str) -> Trigger | None:
@@ -112,38 +106,32 @@ class StatusRoutes:
                 return r.trigger
         return None
 
-    async def _preview(self, request: BaseRequest, name: str) -> web.StreamResponse:
+    async def _preview(self, request: Request, name: str) -> Reply:
         if not self._preview_on:
-            return web.json_response({"error": "the preview is turned off "
-                                      "(healthCheck.dashboard.preview)"}, status=404)
+            return json_reply(404, {"error": "the preview is turned off "
+                                    "(healthCheck.dashboard.preview)"})
         trigger = self._trigger(name)
         if trigger is None:
-            return web.json_response({"error": f"no trigger named {name!r}"}, status=404)
+            return json_reply(404, {"error": f"no trigger named {name!r}"})
         if not has_frames(trigger):
-            return web.json_response({"error": f"trigger {name!r} produces no frames"},
-                                     status=404)
+            return json_reply(404, {"error": f"trigger {name!r} produces no frames"})
         if request.query.get("stream") in ("1", "true"):
-            return await self._stream(request, trigger)
+            return StreamReply(self._stream(trigger), {
+                "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+                "Cache-Control": "no-store"})
         jpeg = await self.preview.jpeg(trigger)
         if jpeg is None:
-            return web.json_response({"error": "no frame yet"}, status=404)
-        return web.Response(body=jpeg, content_type="image/jpeg", headers=_NO_CACHE)
+            return json_reply(404, {"error": "no frame yet"})
+        return Reply(200, jpeg, {"Content-Type": "image/jpeg", **_NO_CACHE})
 
-    async def _stream(self, request: BaseRequest, trigger: Trigger) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
-            "Cache-Control": "no-store"})
-        await response.prepare(request)
+    async def _stream(self, trigger: Trigger) -> AsyncIterator[bytes]:
         last: bytes | None = None
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while not self._closing.is_set():
-                jpeg = await self.preview.jpeg(trigger)
-                if jpeg is not None and jpeg is not last:
-                    last = jpeg
-                    await response.write(
-                        b"--" + _BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n"
-                        b"Content-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg
-                        + b"\r\n")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), 1.0 / MAX_FPS)
-        return response
+        while not self._closing.is_set():
+            jpeg = await self.preview.jpeg(trigger)
+            if jpeg is not None and jpeg is not last:
+                last = jpeg
+                yield (b"--" + _BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n"
+                       b"Content-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg
+                       + b"\r\n")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), 1.0 / MAX_FPS)

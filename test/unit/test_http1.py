@@ -10,7 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from core.http1 import HTTP1Server, Reply, Request, json_reply
+from core.http1 import HTTP1Server, Reply, Request, StreamReply, json_reply
 
 Handler = Callable[[Request], Awaitable[Reply]]
 
@@ -182,4 +182,38 @@ def test_shutdown_closes_idle_and_lets_busy_finish() -> None:
         assert out.startswith(b"HTTP/1.1 200") and b"Connection: close" in out
         assert body_of(out) == b"done"
         idle_writer.close()
+    asyncio.run(main())
+
+
+def test_streamed_reply_is_chunked_and_its_producer_closed() -> None:
+    closed: list[str] = []
+
+    async def ticks(count: int) -> AsyncIterator[bytes]:
+        try:
+            for i in range(count):
+                yield f"tick {i}\n".encode()
+                await asyncio.sleep(0.01)
+        finally:
+            closed.append(f"{count}")
+
+    async def stream(request: Request) -> Reply:
+        return StreamReply(ticks(3 if request.path == "/short" else 1000),
+                           {"Content-Type": "text/plain"})
+
+    async def main() -> None:
+        async with serving(stream) as server:
+            out = await exchange(server.port, b"GET /short HTTP/1.1\r\nConnection: close\r\n\r\n")
+            head, _, body = out.partition(b"\r\n\r\n")
+            assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+            assert body == b"".join(b"7\r\ntick %d\n\r\n" % i for i in range(3)) + b"0\r\n\r\n"
+            # A client that leaves mid-stream: the producer is closed, the server serves on.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /long HTTP/1.1\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"tick 1\n"), 5)
+            writer.close()
+            for _ in range(100):
+                if "1000" in closed:
+                    break
+                await asyncio.sleep(0.02)
+            assert closed == ["3", "1000"]
     asyncio.run(main())
