@@ -25,6 +25,11 @@ class BodyTooLarge(BodyError):
     status = 413
     reason = "body_too_large"
 
+    @classmethod
+    def over(cls, limit: int) -> BodyTooLarge:
+        """The refusal of a request body (declared, chunked or received) over ``limit``."""
+        return cls(f"request body is larger than {limit} bytes")
+
 
 class BadEncoding(BodyError):
     """A body does not decompress as its ``content-encoding`` says."""
@@ -55,17 +60,22 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _unbrotli(body: bytes, limit: int) -> bytes:
+    """As ``inflate``: output past ``limit`` is never produced, so a small body cannot
+    expand without bound (brotli >= 1.1's ``output_buffer_limit``)."""
     try:
         import brotli  # optional, as for aiohttp: only bodies that use it need it
     except ImportError:
         raise BadEncoding("cannot decode content-encoding br: the brotli package is not "
                           "installed") from None
+    decoder = brotli.Decompressor()
     try:
-        out: bytes = brotli.decompress(body)
+        out: bytes = decoder.process(body, output_buffer_limit=limit + 1)
     except brotli.error as exc:
         raise BadEncoding(f"the body is not valid br (content-encoding): {exc}") from None
-    if len(out) > limit:
+    if len(out) > limit or not decoder.can_accept_more_data():
         raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
+    if not decoder.is_finished():
+        raise BadEncoding("the body is truncated br (content-encoding)")
     return out
 
 

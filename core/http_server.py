@@ -34,11 +34,11 @@ async def read_body(request: BaseRequest, max_size: int) -> bytes:
     decompressed); BadEncoding for one that cannot be decoded."""
     length = request.content_length
     if length is not None and length > max_size:
-        raise BodyTooLarge(f"request body is larger than {max_size} bytes")
+        raise BodyTooLarge.over(max_size)
     try:
         return await request.read()  # aiohttp decodes gzip/deflate/br, within max_size
     except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(f"request body is larger than {max_size} bytes") from None
+        raise BodyTooLarge.over(max_size) from None
     except web.RequestPayloadError as exc:  # e.g. a body that is not the gzip it claims
         raise BadEncoding(f"the request body cannot be read: {exc.args[0] if exc.args else exc}"
                           ) from None

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import Address
-from core.http1 import HTTP1Server, Reply, Request, json_reply
+from core.http1 import HTTP1Server, Reply, Request, error_reply, json_reply
 from core.metrics import Metrics
 from core.sockets import bind_socket
 from processor.status.server import StatusRoutes
@@ -58,14 +58,14 @@ class HealthServer:
                 response = await self._status.handle(request)
                 if response is not None:
                     return response
-            return json_reply(404, {"error": "not found"})
+            return error_reply(404, "not found")
 
         return handle
 
     async def _metrics_routes(self, request: Request) -> Reply:
         if request.path == "/metrics":
             return self._scrape()
-        return json_reply(404, {"error": "not found"})
+        return error_reply(404, "not found")
 
     def _scrape(self) -> Reply:
         body = generate_latest(self._metrics.registry)

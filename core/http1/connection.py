@@ -107,9 +107,13 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(501, "protocol upgrades are not served here")
+            # The request was dispatched as plain HTTP (on_message_complete, just before);
+            # what follows is another protocol's: read no more, close after the answer.
+            self._closing = True
+            if self._transport is not None:
+                self._transport.pause_reading()
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"bad HTTP request: {exc}")
+            self._refuse(f"bad HTTP request: {exc}")
 
     def pause_writing(self) -> None:
         self._writable = self._server.loop.create_future()
@@ -146,7 +150,7 @@ class Connection(asyncio.Protocol):
             # so a body sent with one would be lost: refused rather than run without it.
             self._error = UpgradeWithBody()
         elif self._length > self._limit:
-            self._error = BodyTooLarge(f"request body is larger than {self._limit} bytes")
+            self._error = BodyTooLarge.over(self._limit)
         if self._error is not None:
             # Answer now, without waiting for a body we would drop; close after it.
             self._answered_early = True
@@ -160,7 +164,7 @@ class Connection(asyncio.Protocol):
             return  # refused: read and dropped
         self._size += len(body)
         if self._size > self._limit:
-            self._error = BodyTooLarge(f"request body is larger than {self._limit} bytes")
+            self._error = BodyTooLarge.over(self._limit)
             self._body = []
         else:
             self._body.append(body)
@@ -272,15 +276,15 @@ class Connection(asyncio.Protocol):
             if aclose is not None:
                 await aclose()
 
-    def _refuse(self, status: int, message: str) -> None:
-        """A request we cannot parse: answered (after any being answered) and closed."""
+    def _refuse(self, message: str) -> None:
+        """A request we cannot parse: a 400 (after any answer in progress) and closed."""
         self._closing = True
         if self._transport is None:
             return
         if self._busy:
             self._transport.pause_reading()  # the answer in progress closes the connection
             return
-        self._transport.write(encode_reply(error_reply(status, message), False, False, False))
+        self._transport.write(encode_reply(error_reply(400, message), False, False, False))
         self._transport.close()
 
     def _close(self) -> None:
@@ -302,9 +306,7 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def close_if_idle(self) -> bool:
-        if self.idle and self._transport is not None:
-            self._transport.close()
-            return True
-        return False
+    def close_if_idle(self) -> None:
+        if self.idle:
+            self.close()
 

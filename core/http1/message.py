@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import parse_qsl
@@ -22,39 +23,24 @@ TEXT = "text/plain; charset=utf-8"
 _NO_BODY = frozenset({204, 304})
 
 
+@dataclass(slots=True, eq=False)
 class Request:
     """One HTTP request, whole. ``headers`` keeps the names as sent (a plain dict, the
     last of repeated names winning: what an event carries); ``header`` looks one up
     whatever its case. ``error`` is the body's problem (too large, undecodable), left
     for the handler to answer and count."""
 
-    __slots__ = (
-        "_lower",
-        "_query",
-        "body",
-        "error",
-        "headers",
-        "http10",
-        "keep_alive",
-        "method",
-        "path",
-        "query_string",
-        "raw_path",
-    )
-
-    def __init__(self, method: str, path: str, raw_path: str, query_string: str,
-                 headers: dict[str, str], body: bytes, error: BodyError | None = None) -> None:
-        self.method = method
-        self.path = path
-        self.raw_path = raw_path
-        self.query_string = query_string
-        self.headers = headers
-        self.body = body
-        self.error = error
-        self.keep_alive = True  # the connection may serve another request after this one
-        self.http10 = False
-        self._lower: dict[str, str] | None = None
-        self._query: dict[str, str] | None = None
+    method: str
+    path: str
+    raw_path: str
+    query_string: str
+    headers: dict[str, str]
+    body: bytes
+    error: BodyError | None = None
+    keep_alive: bool = field(default=True, init=False)  # another request may follow
+    http10: bool = field(default=False, init=False)
+    _lower: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _query: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         value = self.headers.get(name)
@@ -82,7 +68,7 @@ class Request:
         if self.error is not None:
             raise self.error
         if len(self.body) > limit:
-            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+            raise BodyTooLarge.over(limit)
         return self.body
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from importlib import resources
 from urllib.parse import unquote
 
-from core.http1 import Reply, Request, StreamReply, json_reply
+from core.http1 import Reply, Request, StreamReply, error_reply, json_reply
 from processor.status.document import StatusBuilder
 from processor.status.preview import MAX_FPS, Preview, has_frames
 from triggers.base import Trigger
@@ -108,20 +108,20 @@ class StatusRoutes:
 
     async def _preview(self, request: Request, name: str) -> Reply:
         if not self._preview_on:
-            return json_reply(404, {"error": "the preview is turned off "
-                                    "(healthCheck.dashboard.preview)"})
+            return error_reply(404, "the preview is turned off "
+                                "(healthCheck.dashboard.preview)")
         trigger = self._trigger(name)
         if trigger is None:
-            return json_reply(404, {"error": f"no trigger named {name!r}"})
+            return error_reply(404, f"no trigger named {name!r}")
         if not has_frames(trigger):
-            return json_reply(404, {"error": f"trigger {name!r} produces no frames"})
+            return error_reply(404, f"trigger {name!r} produces no frames")
         if request.query.get("stream") in ("1", "true"):
             return StreamReply(self._stream(trigger), {
                 "Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
                 "Cache-Control": "no-store"})
         jpeg = await self.preview.jpeg(trigger)
         if jpeg is None:
-            return json_reply(404, {"error": "no frame yet"})
+            return error_reply(404, "no frame yet")
         return Reply(200, jpeg, {"Content-Type": "image/jpeg", **_NO_CACHE})
 
     async def _stream(self, trigger: Trigger) -> AsyncIterator[bytes]:
