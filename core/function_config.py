@@ -49,8 +49,10 @@ def _to_text(value: Any) -> Any:
 # -- function.yaml --------------------------------------------------------------------
 class _Lenient(BaseModel):
     # Deployer-only keys (image, resources, replicas, ...) are ignored, as Nuclio's
-    # processor does.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # processor does. defer_build (here and on every config model): a model's validator
+    # is built when it first validates, so the models of features a config does not use
+    # cost nothing on the way to /ready (~8 ms of the processor's start-up).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class EnvVar(_Lenient):

@@ -30,13 +30,13 @@ class SinkItem(NamedTuple):
 
 class SinkAttributes(BaseModel):
     # Unknown keys are reported as warnings by the processor, not rejected.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class SinkSpec(BaseModel):
     """A trigger's ``sink`` attribute: ``{kind: ..., attributes: {...}}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: str
     attributes: dict[str, Any] = {}
 

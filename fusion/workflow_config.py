@@ -44,7 +44,7 @@ PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 class WorkflowStep(BaseModel):
     """One call in the chain: its output (body, content type) is the next step's input."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1)
     function: str = Field(min_length=1)
@@ -81,7 +81,7 @@ class WorkflowStep(BaseModel):
 class WorkflowSpec(BaseModel):
     """The whole chain and its optional overall timeout."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     steps: list[WorkflowStep]
     timeout: PositiveDuration | None = None

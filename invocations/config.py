@@ -21,7 +21,7 @@ DEFAULT_RETRY_STATUSES = [408, 429, 500, 502, 503, 504]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class RetryPolicy(_Model):

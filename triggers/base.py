@@ -26,7 +26,7 @@ class StopRequest(Protocol):
 
 class TriggerAttributes(BaseModel):
     # Unknown keys are reported as warnings by the processor, not rejected.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class Trigger(ABC):

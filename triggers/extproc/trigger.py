@@ -74,7 +74,7 @@ ProcessorType = Literal["preprocessor", "postprocessor", "observeprocessor", "wr
 class ProcessingOptions(BaseModel):
     """Each option has its own default (the seed system reset all of them when one was set)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     logStream: bool = False
     logPhases: bool = False
     requestIdHeaderName: str = "x-request-id"
