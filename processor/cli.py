@@ -150,8 +150,15 @@ def main(argv: list[str] | None = None) -> None:
 
         kube_main(argv[1:])
         return
-    with collector_paused():
-        processor, logger = _prepare(argv)
+    from runtime import warm_worker
+
+    warm_worker.start()  # before the imports below, so its start-up overlaps them
+    try:
+        with collector_paused():
+            processor, logger = _prepare(argv)
+    except SystemExit:
+        warm_worker.discard()
+        raise
     import asyncio
 
     from core.config import ConfigError

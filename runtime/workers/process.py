@@ -14,21 +14,17 @@ import contextlib
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
-import runtime
 from runtime import calls
+from runtime import warm_worker as warm
 from runtime.events import RawEvent
 from runtime.function import FunctionSettings, Payload, Result
 from runtime.pool import WorkerLost, WorkerStartError
 from runtime.responses import error_response
 from runtime.waiting_line import LineEntry, WaitingLine
 from runtime.workers import wire
-
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
-
 
 # The environment before any function's ``spec.env`` was applied (set by the CLI when it
 # hosts several functions), so each function's workers get only their own env on top.
@@ -47,11 +43,7 @@ def base_env() -> dict[str, str] | os._Environ[str]:
 
 
 def _child_env(settings: FunctionSettings) -> dict[str, str]:
-    env = dict(base_env())
-    env.update(settings.env)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = _PROJECT_ROOT + (os.pathsep + path if path else "")
-    return env
+    return warm.worker_env(base_env(), settings.env)
 
 
 class _Channel(asyncio.Protocol):
@@ -97,17 +89,12 @@ class ProcessWorker:
         return self._proc.pid if self._proc else None
 
     def spawn(self) -> None:
-        """Starts the OS process and hands it its settings; needs no event loop, so the
-        CLI can call it before the processor's heavier imports (see ``prespawn``)."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime.workers.process_main", str(child.fileno())],
-                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                env=_child_env(self._settings))
-        finally:
-            child.close()
-        parent.sendall(wire.encode(("start", self._settings, self.worker_id)))
+        """Starts the OS process, or takes the warm one (``runtime.warm_worker``), and
+        hands it its settings and environment; needs no event loop, so the CLI can call
+        it before the processor's heavier imports (see ``prespawn``)."""
+        env = _child_env(self._settings)
+        self._proc, parent = warm.take(env) or warm.spawn_worker(env)
+        parent.sendall(wire.encode(("start", self._settings, self.worker_id, env)))
         self._sock = parent
 
     async def load(self) -> None:
@@ -323,3 +310,4 @@ def discard_unclaimed() -> None:
     for worker in _prespawned.values():
         worker.kill()
     _prespawned.clear()
+    warm.discard()

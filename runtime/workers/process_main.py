@@ -4,7 +4,9 @@ A plain blocking loop over a Unix socket inherited from the processor: one
 event in, one response out. It imports only the runtime (not aiohttp), so a
 worker costs little memory beyond the user's own imports; asyncio only for an
 ``async def`` handler or ``init_context``, since a worker's start-up is on the
-processor's path to ``/ready``.
+processor's path to ``/ready``. The first message brings the settings and the
+environment the worker should have: a warm worker (``runtime.warm_worker``) was
+started before its function's ``spec.env`` was known and takes it on here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import gc
+import os
 import signal
 import socket
 import sys
@@ -98,7 +101,10 @@ def serve(sock: socket.socket) -> int:
     first = inbox.next()
     if first is None:
         return 1
-    _, settings, worker_id = first
+    _, settings, worker_id, env = first
+    if env != dict(os.environ):  # a warm worker: started before its function's env was known
+        os.environ.clear()
+        os.environ.update(env)
     assert isinstance(settings, FunctionSettings)
     try:
         loaded = load_handler(settings.handler, settings.function_dir)
