@@ -235,8 +235,7 @@ class JetStreamStore:
             if call.attempts > call.max_attempts:  # crashed on its last attempt
                 call.state, call.status, call.finished_at = "dead", 503, now()
                 call.callback_state = "pending" if call.callback_url else "none"
-                await self._put(call)
-                await self._finish(call, msg)
+                await self._store_final(call, msg)
                 continue
             call.state, call.started_at = "running", now()
             await self._put(call)
@@ -269,17 +268,21 @@ class JetStreamStore:
             return
         call.finished_at = now()
         call.callback_state = "pending" if call.callback_url and state != "cancelled" else "none"
-        await self._put(call)
-        await self._finish(call, msg)
+        await self._store_final(call, msg)
         self._msgs.pop(call.id, None)
 
-    async def _finish(self, call: Call, msg: Any) -> None:
-        at, n = self._depth.get(call.function, (0.0, 0))
-        self._depth[call.function] = (at, max(0, n - 1))
+    async def _store_final(self, call: Call, msg: Any) -> None:
+        """Stores a call in its final state. A dead call joins its function's bounded
+        dead-letter list (trimmed) before its state is stored: once the call reads as
+        dead, the list holds it and no more than the bound, as the SQLite store's single
+        transaction gives (stored the other way round, a client could list one too many)."""
         if call.state == "dead":
             await self._dead.put(f"{call.function}.{kv_key(call.id)}", str(now()).encode())
             with contextlib.suppress(Exception):
                 await self._trim_dead(call.function)
+        await self._put(call)
+        at, n = self._depth.get(call.function, (0.0, 0))
+        self._depth[call.function] = (at, max(0, n - 1))
         if call.callback_state == "pending":
             await self._publish_callback(call)
         if msg is not None:
