@@ -8,9 +8,9 @@ until then it only waits. Only one is started: most functions have one worker.
 
 A warm worker is used only where it is what a fresh spawn would be: when the
 environment the function's worker should have differs from the one it was started with
-only in variables that nothing reads at interpreter start (``PYTHON*``, ``LD_*``,
-``LC_*``, ``LANG``, ``TZ``, ``MALLOC_*`` are read then). Otherwise, or when no process
-worker is needed, it is stopped.
+only in variables that nothing reads when a process starts (the interpreter and the C
+library read ``PYTHON*``, ``LD_*``, ``LC_*``, ``LANG``, ``LANGUAGE``, ``TZ``, ``MALLOC_*``
+and ``GLIBC_*`` then). Otherwise, or when no process worker is needed, it is stopped.
 
 It costs a function that needs no process worker (thread or async kind, a workflow) one
 interpreter start on another core, stopped once the pools are built; on a one-core
