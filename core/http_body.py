@@ -30,6 +30,11 @@ class BodyTooLarge(BodyError):
         """The refusal of a request body (declared, chunked or received) over ``limit``."""
         return cls(f"request body is larger than {limit} bytes")
 
+    @classmethod
+    def decompressed(cls, limit: int) -> BodyTooLarge:
+        """The refusal of a body whose decompressed form would be over ``limit``."""
+        return cls(f"the decompressed body is over {limit} bytes")
+
 
 class BadEncoding(BodyError):
     """A body does not decompress as its ``content-encoding`` says."""
@@ -49,7 +54,7 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     try:
         out = decoder.decompress(body, limit + 1)
         if len(out) > limit or decoder.unconsumed_tail:
-            raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
+            raise BodyTooLarge.decompressed(limit)
         out += decoder.flush()
     except zlib.error as exc:
         raise BadEncoding(f"the body is not valid {encoding} (content-encoding): {exc}"
@@ -73,7 +78,7 @@ def _unbrotli(body: bytes, limit: int) -> bytes:
     except brotli.error as exc:
         raise BadEncoding(f"the body is not valid br (content-encoding): {exc}") from None
     if len(out) > limit or not decoder.can_accept_more_data():
-        raise BodyTooLarge(f"the decompressed body is over {limit} bytes")
+        raise BodyTooLarge.decompressed(limit)
     if not decoder.is_finished():
         raise BadEncoding("the body is truncated br (content-encoding)")
     return out

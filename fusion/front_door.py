@@ -109,8 +109,7 @@ class FrontDoor:
         if request.error is not None:
             return error_reply(request.error.status, str(request.error))
         url = request.raw_path[len(SYNC_PREFIX) + len(name):] or "/"
-        raw = request_event(request, request.body, "/" + sub, url, target.trigger_kind,
-                            target.trigger_name)
+        raw = request_event(request, "/" + sub, url, target.trigger_kind, target.trigger_name)
         token = event_headers.set(raw.headers)
         try:
             result = await target.submit(raw)

@@ -108,7 +108,7 @@ class AsyncRoutes:
         if not self._service.store.available:
             metrics.rejected("unavailable")
             return error_reply(503, "the async store is unavailable: "
-                              f"{self._service.store.status().get('reason', 'not ready')}")
+                               f"{self._service.store.status().get('reason', 'not ready')}")
         headers = request.headers
         callback = request.header("X-Callback-Url")
         if callback is not None and not _valid_callback(callback):
@@ -118,7 +118,7 @@ class AsyncRoutes:
         if call_id is not None and not _CALL_ID.match(call_id):
             metrics.rejected("bad_call_id")
             return error_reply(400, "X-Call-Id must be 1-128 characters of A-Z a-z 0-9 . _ : ~ -"
-                              " starting with a letter or digit")
+                               " starting with a letter or digit")
         try:
             body = request.take_body(queue.max_body)
         except BodyError as exc:
@@ -178,7 +178,7 @@ class AsyncRoutes:
             return json_reply(202, {"call_id": call.id, "state": "cancelled"})
         if call.state == "running":
             return json_reply(202, {"call_id": call.id, "state": "running",
-                               "note": "running calls are not interrupted; no retry follows"})
+                                    "note": "running calls are not interrupted; no retry follows"})
         return error_reply(409, f"call {call.id!r} is already {call.state}")
 
     async def _dead(self, name: str, request: Request) -> Reply:
@@ -205,4 +205,4 @@ class AsyncRoutes:
         queue.metrics.count("requeued")
         queue.dispatcher.wake()
         return json_reply(202, {"call_id": call.id, "state": "queued"},
-                     {"Location": STATUS_PREFIX + call.id})
+                          {"Location": STATUS_PREFIX + call.id})

@@ -68,13 +68,13 @@ def _logs_header(records: list[dict[str, Any]]) -> str:
     return "[]"
 
 
-def request_event(request: Request, body: bytes, path: str, url: str, trigger_kind: str,
+def request_event(request: Request, path: str, url: str, trigger_kind: str,
                   trigger_name: str) -> RawEvent:
     """The event an HTTP request makes (shared with the fusion front door, which serves a
     function under ``/function/<name>`` and passes the rest of the path). The request's
     headers dict becomes the event's: names as sent, nothing copied."""
     level_name = request.header(_LOG_LEVEL_HEADER)
-    return RawEvent(new_event_id(), body, request.header("Content-Type") or "",
+    return RawEvent(new_event_id(), request.body, request.header("Content-Type") or "",
                     request.headers, request.query if request.query_string else {},
                     request.method, path, url, time.time(), trigger_kind, trigger_name,
                     parse_level(level_name) if level_name else None)
@@ -181,7 +181,7 @@ class HTTPTrigger(Trigger):
         if request.error is not None:
             self.metrics.rejected(request.error.reason)
             return error_reply(request.error.status, str(request.error))
-        raw = request_event(request, request.body, path, request.raw_path, "http", self.name)
+        raw = request_event(request, path, request.raw_path, "http", self.name)
         try:
             result: RawResponse = await self._submit(raw)  # type: ignore[assignment]
         except WorkerUnavailable as exc:

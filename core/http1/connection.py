@@ -277,7 +277,8 @@ class Connection(asyncio.Protocol):
                 await aclose()
 
     def _refuse(self, message: str) -> None:
-        """A request we cannot parse: a 400 (after any answer in progress) and closed."""
+        """A request we cannot parse: a 400 and closed, or, while an earlier request is
+        being answered, closed after that answer (reading stops now)."""
         self._closing = True
         if self._transport is None:
             return

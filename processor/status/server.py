@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from core.http1 import Reply, Request, StreamReply, error_reply, json_reply
 from processor.status.document import StatusBuilder
 from processor.status.preview import MAX_FPS, Preview, has_frames
+from runtime.responses import JSON
 from triggers.base import Trigger
 
 _BOUNDARY = "preview"
@@ -47,9 +48,13 @@ class StatusRoutes:
 
     async def _sample(self) -> None:
         while not self._closing.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), 1.0)
+            await self._pause(1.0)
             self.builder.tick()
+
+    async def _pause(self, seconds: float) -> None:
+        """Waits ``seconds``, or less if the routes close meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def close(self) -> None:
         """Ends the sampler and every open stream (so the health server can stop)."""
@@ -73,8 +78,7 @@ class StatusRoutes:
         if request.method not in ("GET", "HEAD"):
             return json_reply(405, {"error": "the status API is read-only"}, {"Allow": "GET"})
         if path == "/api/status":
-            return Reply(200, self._document(), {"Content-Type": "application/json",
-                                                 **_NO_CACHE})
+            return Reply(200, self._document(), {"Content-Type": JSON, **_NO_CACHE})
         if path == "/api/events":
             return StreamReply(self._events(), {
                 "Content-Type": "text/event-stream", "Cache-Control": "no-store",
@@ -96,8 +100,7 @@ class StatusRoutes:
         yield b"retry: 1000\n\n"
         while not self._closing.is_set():
             yield b"data: " + self._document() + b"\n\n"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), 1.0)
+            await self._pause(1.0)
 
     # -- preview --------------------------------------------------------------------------------
     def _trigger(self, name: str) -> Trigger | None:
@@ -109,7 +112,7 @@ class StatusRoutes:
     async def _preview(self, request: Request, name: str) -> Reply:
         if not self._preview_on:
             return error_reply(404, "the preview is turned off "
-                                "(healthCheck.dashboard.preview)")
+                               "(healthCheck.dashboard.preview)")
         trigger = self._trigger(name)
         if trigger is None:
             return error_reply(404, f"no trigger named {name!r}")
@@ -133,5 +136,4 @@ class StatusRoutes:
                 yield (b"--" + _BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\n"
                        b"Content-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg
                        + b"\r\n")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), 1.0 / MAX_FPS)
+            await self._pause(1.0 / MAX_FPS)
