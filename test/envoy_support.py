@@ -53,6 +53,9 @@ class Route:
     message_timeout: str = "1s"
     failure_mode_allow: bool = False
     observability_mode: bool = False
+    # Envoy's HTTP transport for ext_proc (``http_service``: one JSON POST per message,
+    # headers only, work in progress in Envoy 1.40) instead of a gRPC stream.
+    http_service: bool = False
     port: int = field(default_factory=free_port)
 
     def ext_proc_filter(self) -> dict[str, Any]:
@@ -62,12 +65,18 @@ class Route:
                 "response_body_mode": self.response_body}
         config: dict[str, Any] = {
             "@type": _EXTPROC,
-            "grpc_service": {"envoy_grpc": {"cluster_name": f"extproc_{self.extproc_port}"},
-                             "timeout": "10s"},
             "failure_mode_allow": self.failure_mode_allow,
             "message_timeout": self.message_timeout,
             "processing_mode": mode,
         }
+        if self.http_service:
+            config["http_service"] = {"http_service": {"http_uri": {
+                "uri": f"http://127.0.0.1:{self.extproc_port}/process",
+                "cluster": f"extproc_http_{self.extproc_port}", "timeout": "10s"}}}
+        else:
+            config["grpc_service"] = {
+                "envoy_grpc": {"cluster_name": f"extproc_{self.extproc_port}"},
+                "timeout": "10s"}
         if self.observability_mode:
             config["observability_mode"] = True
         return {"name": "envoy.filters.http.ext_proc", "typed_config": config}
@@ -110,9 +119,13 @@ def envoy_config(routes: list[Route], upstream_port: int, admin_port: int,
         if buffer_limit is not None:
             listener["per_connection_buffer_limit_bytes"] = buffer_limit
         listeners.append(listener)
-    extproc_ports = sorted({r.extproc_port for r in routes if r.extproc_port is not None})
+    grpc_ports = sorted({r.extproc_port for r in routes
+                         if r.extproc_port is not None and not r.http_service})
+    http_ports = sorted({r.extproc_port for r in routes
+                         if r.extproc_port is not None and r.http_service})
     clusters = [_cluster("upstream", upstream_port, http2=False)]
-    clusters += [_cluster(f"extproc_{port}", port, http2=True) for port in extproc_ports]
+    clusters += [_cluster(f"extproc_{port}", port, http2=True) for port in grpc_ports]
+    clusters += [_cluster(f"extproc_http_{port}", port, http2=False) for port in http_ports]
     return {"static_resources": {"listeners": listeners, "clusters": clusters},
             "admin": {"address": {"socket_address": {"address": "127.0.0.1",
                                                      "port_value": admin_port}}}}

@@ -2,16 +2,19 @@
 """ext_proc benchmark: Envoy alone against Envoy with our processor as its ext_proc.
 
 Run as ``python test/bench/extproc_bench.py``. One Envoy (one worker thread)
-has three listeners in front of the same aiohttp echo upstream: no ext_proc
+has a listener per row in front of the same aiohttp echo upstream: no ext_proc
 filter (the reference), our wrapprocessor (request and response headers and
 BUFFERED bodies, a passthrough async handler) and our preprocessor on request
-headers only. ``wrk`` POSTs a small body through each; rounds are interleaved
-and medians reported with ratios to the reference (DESIGN.md section 7).
-Targets: headers-only preprocessor >= 0.6x, buffered wrapprocessor >= 0.4x.
-Two more rows measure the floor: a bare grpc.aio ext_proc server that answers
-CONTINUE to everything, in each mode, so the cost of gRPC itself shows. No
-Python ext_proc SDK is available from the package index here, so no peer
-processor is measured. Results go to stdout and ``results/extproc.json``.
+headers only, over gRPC and over Envoy's HTTP transport (``transport: http``).
+``wrk`` POSTs a small body through each; rounds are interleaved and medians
+reported with ratios to the reference (DESIGN.md section 7). Targets:
+headers-only preprocessor >= 0.6x, buffered wrapprocessor >= 0.4x. Three more
+rows measure the floor: a bare grpc.aio ext_proc server that answers CONTINUE to
+everything, in each mode, so the cost of gRPC itself shows, and a bare HTTP
+server on Envoy's other transport (``http_service``, headers only), so the bound
+is known for both transports Envoy offers. No Python ext_proc SDK is available
+from the package index here, so no peer processor is measured. Results go to
+stdout and ``results/extproc.json``.
 """
 
 from __future__ import annotations
@@ -79,14 +82,60 @@ asyncio.run(main(int(sys.argv[1])))
 """
 HEADERS_ONLY = {"request_body": "NONE", "response_headers": "SKIP", "response_body": "NONE"}
 
+# The other transport Envoy offers (``http_service``, headers only, work in progress in
+# Envoy 1.40): each message is a JSON ProcessingRequest POSTed to /process, answered with
+# a JSON ProcessingResponse. The least a Python server can do with it: httptools on
+# uvloop, orjson to find the phase, CONTINUE. Whether this transport would lift the
+# headers-only bound that gRPC sets is what the row says.
+BARE_HTTP = """
+import asyncio, sys
+import httptools, orjson, uvloop
+
+PHASES = ("request_headers", "response_headers")
+REPLIES = {phase: orjson.dumps({phase: {}}) for phase in PHASES}
+HEAD = b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n\\r\\n"
+
+
+class Exchange(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.body = transport, []
+        self.parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        message = orjson.loads(b"".join(self.body))
+        self.body = []
+        reply = next((REPLIES[p] for p in PHASES if p in message), None)
+        if reply is None:
+            self.transport.write(b"HTTP/1.1 400 Bad Request\\r\\nContent-Length: 0\\r\\n\\r\\n")
+        else:
+            self.transport.write(HEAD % len(reply) + reply)
+
+
+async def main(port):
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Exchange, "127.0.0.1", port)
+    await server.serve_forever()
+
+uvloop.install()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
 
 @dataclass(frozen=True)
 class Setup:
     name: str
-    type: str | None  # the processor type; None: Envoy without ext_proc; "bare": the floor
+    # The processor type; None: Envoy without ext_proc; "bare" / "bare-http": the floors.
+    type: str | None
     route: dict[str, str]
     min_ratio: float | None = None
     summary: str = ""  # the name in the `<name>: <ratio> (target <t>)` line
+    transport: str = "grpc"  # the trigger's, for our processor's rows
 
 
 SETUPS = (
@@ -94,10 +143,15 @@ SETUPS = (
     Setup("wrapprocessor, headers + BUFFERED", "wrapprocessor", {}, 0.4, "extproc_wrap_buffered"),
     Setup("preprocessor, request headers only", "preprocessor", HEADERS_ONLY, 0.6,
           "extproc_pre_headers_only"),
+    Setup("preprocessor, headers only, HTTP transport", "preprocessor",
+          {**HEADERS_ONLY, "http_service": True}, 0.6, "extproc_pre_headers_only_http",
+          transport="http"),
     Setup("floor: bare grpc.aio, headers + BUFFERED", "bare", {}, None,
           "extproc_floor_wrap_buffered"),
     Setup("floor: bare grpc.aio, headers only", "bare", HEADERS_ONLY, None,
           "extproc_floor_headers_only"),
+    Setup("floor: bare HTTP ext_proc, headers only", "bare-http",
+          {**HEADERS_ONLY, "http_service": True}, None, "extproc_floor_http_headers_only"),
 )
 
 
@@ -107,7 +161,8 @@ def processor_config(setup: Setup, port: int, workers: int) -> dict[str, Any]:
             "spec": {"runtime": "python:3.11", "handler": "extproc_passthrough:handler",
                      "disableDefaultHTTPTrigger": True,
                      "triggers": {"ep": {"kind": "extproc", "numWorkers": workers,
-                                         "attributes": {"type": setup.type, "port": port}}}}}
+                                         "attributes": {"type": setup.type, "port": port,
+                                                        "transport": setup.transport}}}}}
 
 
 @contextlib.contextmanager
@@ -117,16 +172,18 @@ def running(workdir: Path, workers: int
     upstream = RunningUpstream(workdir)
     processors: dict[str, RunningProcessor] = {}
     envoy: RunningEnvoy | None = None
-    (workdir / "bare_grpc_aio.py").write_text(BARE_GRPC_AIO)
-    bare_port = free_port()
-    bare = subprocess.Popen([sys.executable, str(workdir / "bare_grpc_aio.py"), str(bare_port)],
-                            cwd=ROOT, stdin=subprocess.DEVNULL)
+    floors: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    for kind, script in (("bare", BARE_GRPC_AIO), ("bare-http", BARE_HTTP)):
+        (workdir / f"{kind}.py").write_text(script)
+        port = free_port()
+        floors[kind] = (subprocess.Popen([sys.executable, str(workdir / f"{kind}.py"),
+                                          str(port)], cwd=ROOT, stdin=subprocess.DEVNULL), port)
     try:
         routes = []
         for index, setup in enumerate(SETUPS):
             port = None
-            if setup.type == "bare":
-                port = bare_port
+            if setup.type in floors:
+                port = floors[setup.type][1]
             elif setup.type is not None:
                 port = free_port()
                 proc_dir = workdir / f"processor-{index}"
@@ -138,11 +195,12 @@ def running(workdir: Path, workers: int
         for proc in processors.values():
             proc.wait_ready()
         envoy = RunningEnvoy.with_routes(routes, upstream.port, workdir)
-        yield (envoy, {**processors, **{s.name: bare for s in SETUPS if s.type == "bare"}},
-               upstream)
+        yield (envoy, {**processors, **{s.name: floors[s.type][0] for s in SETUPS
+                                        if s.type in floors}}, upstream)
     finally:
-        bare.kill()
-        bare.wait()
+        for floor, _ in floors.values():
+            floor.kill()
+            floor.wait()
         if envoy is not None:
             envoy.stop()
         for proc in processors.values():

@@ -7,8 +7,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from core.config import ConfigError, validate_model
 from runtime.responses import RawResponse
+from triggers.extproc.config import ExtProcAttributes
 from triggers.extproc.mutations import CONTINUE, reply
-from triggers.extproc.trigger import ExtProcAttributes
 
 
 def parse(data: bytes) -> pb.ProcessingResponse:

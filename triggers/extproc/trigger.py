@@ -2,7 +2,9 @@
 
 A gRPC server implements ``envoy.service.ext_proc.v3.ExternalProcessor/Process``
 (one bidirectional stream per HTTP request) and the standard
-``grpc.health.v1`` service. Each phase Envoy sends becomes at most one event
+``grpc.health.v1`` service; or, with ``transport: http``, the lean HTTP server
+takes Envoy's JSON messages one POST each (triggers/extproc/http_transport.py,
+headers only). Each phase Envoy sends becomes at most one event
 (see triggers/extproc/events.py); the handler's response becomes the phase's
 reply (triggers/extproc/mutations.py). What runs when depends on ``type``:
 
@@ -30,21 +32,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.config import Address, parse_address, parse_go_duration
+from core.config import Address, parse_address
 from core.http_body import BodyError, BodyTooLarge
-from core.sockets import bind_grpc_server
+from core.sockets import bind_grpc_server, bind_socket
 from runtime.events import RawEvent
 from runtime.pool import WorkerUnavailable
 from runtime.responses import JSON, RawResponse, dump_json
-from triggers.base import Trigger, TriggerAttributes
+from triggers.base import Trigger
+from triggers.extproc.config import ExtProcAttributes
 from triggers.extproc.events import (
     BUFFERED,
     NONE,
@@ -57,6 +59,7 @@ from triggers.extproc.events import (
     Exchange,
     header_dict,
 )
+from triggers.extproc.http_transport import HTTPTransport
 from triggers.extproc.mutations import (
     CLEAR_CHUNK,
     CONTINUE,
@@ -68,41 +71,6 @@ from triggers.extproc.mutations import (
 )
 
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
-ProcessorType = Literal["preprocessor", "postprocessor", "observeprocessor", "wrapprocessor"]
-
-
-class ProcessingOptions(BaseModel):
-    """Each option has its own default (the seed system reset all of them when one was set)."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-    logStream: bool = False
-    logPhases: bool = False
-    requestIdHeaderName: str = "x-request-id"
-    bufferStreamedBodies: bool = True
-    perRequestBodyBufferBytes: int = Field(4 << 20, ge=1)
-    decompressBodies: bool = True
-
-    @field_validator("requestIdHeaderName")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.strip().lower()
-
-
-class ExtProcAttributes(TriggerAttributes):
-    type: ProcessorType
-    port: int = Field(ge=0, le=65535)
-    gracefulShutdownTimeout: float = 15.0  # seconds, or a Go duration such as "15s"
-    maxConcurrentStreams: int = Field(100, ge=1)
-    processingOptions: ProcessingOptions = ProcessingOptions()
-    # No worker within workerAvailabilityTimeoutMilliseconds: true lets the message go on
-    # unmodified, false answers 503.
-    failOpen: bool = True
-    observeQueueSize: int = Field(1024, ge=1)
-
-    @field_validator("gracefulShutdownTimeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_go_duration(value)
 
 
 class ExtProcTrigger(Trigger):
@@ -110,6 +78,7 @@ class ExtProcTrigger(Trigger):
     Attributes = ExtProcAttributes
     attributes: ExtProcAttributes
     _server: grpc.aio.Server | None = None
+    _http: HTTPTransport | None = None  # transport: http
     _stopping: asyncio.Future[Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -142,6 +111,11 @@ class ExtProcTrigger(Trigger):
         url = self.config.url
         host = parse_address(url, f"{self.config.yaml_path}.url", default_host).host \
             if url else default_host
+        if self.attributes.transport == "http":
+            sock = bind_socket(Address(host, self.attributes.port), yaml_path)
+            self._http = HTTPTransport(self.on_single_message, sock, self._bad_message)
+            self.address = Address(host, self._http.server.port)
+            return
         server, port = bind_grpc_server(Address(host, self.attributes.port), yaml_path, [
             ("grpc.max_concurrent_streams", self.attributes.maxConcurrentStreams),
             ("grpc.max_receive_message_length", max(64 << 20, 2 * self._limit)),
@@ -156,20 +130,25 @@ class ExtProcTrigger(Trigger):
         self._server = server
 
     async def start(self) -> None:
-        assert self._server is not None
         if self._observe:
             self._queue = asyncio.Queue(self.attributes.observeQueueSize)
             loop = asyncio.get_running_loop()
             self._consumers = [loop.create_task(self._consume(self._queue))
                                for _ in range(self.pool.size)]
-        await self._server.start()
-        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self._health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        if self._http is not None:
+            await self._http.server.start()
+        else:
+            assert self._server is not None
+            await self._server.start()
+            await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+            await self._health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.logger.info_with("ext_proc trigger listening", trigger=self.name,
                               address=str(self.address), type=self.attributes.type,
-                              workers=self.pool.size)
+                              transport=self.attributes.transport, workers=self.pool.size)
 
     async def stop_accepting(self) -> None:
+        if self._http is not None:
+            self._http.server.stop_listening()
         if self._server is None:
             return
         await self._health.enter_graceful_shutdown()
@@ -178,11 +157,11 @@ class ExtProcTrigger(Trigger):
             self._server.stop(self.attributes.gracefulShutdownTimeout))
 
     async def close(self) -> None:
-        if self._server is None:
-            return
-        if self._stopping is not None:
+        if self._http is not None:  # messages in flight get the grace period
+            await self._http.server.shutdown(self.attributes.gracefulShutdownTimeout)
+        elif self._stopping is not None:
             await self._stopping
-        else:
+        elif self._server is not None:
             await self._server.stop(0)
         for task in self._consumers:
             task.cancel()
@@ -208,12 +187,33 @@ class ExtProcTrigger(Trigger):
             self._log_end(exchange, phases, started, "reset")
             raise
         except Exception as exc:  # a broken stream ends itself, never the server
-            self.metrics.rejected("extproc_stream_error")
-            self.logger.warn_with("ext_proc stream failed", trigger=self.name,
-                                  error=f"{type(exc).__name__}: {exc}")
+            self._bad_message(f"{type(exc).__name__}: {exc}")
             self._log_end(exchange, phases, started, "broken")
             return
         self._log_end(exchange, phases, started, "done")
+
+    async def on_single_message(self, phase: str, headers: dict[str, str], end: bool
+                                ) -> bytes | None:
+        """A headers message that arrived alone (the HTTP transport): an exchange of its
+        own, since nothing ties it to the other messages of its HTTP request. None when it
+        failed (counted and logged, as a broken stream)."""
+        started = time.perf_counter()
+        exchange = Exchange(NONE, NONE)  # Envoy sends no bodies over HTTP
+        phases: list[str] = []
+        try:
+            answer = await self._on_headers_message(exchange, phase, headers, end, phases)
+        except Exception as exc:
+            self._bad_message(f"{type(exc).__name__}: {exc}")
+            self._log_end(exchange, phases, started, "broken")
+            return None
+        self._log_end(exchange, phases, started, "done")
+        return answer
+
+    def _bad_message(self, error: str) -> None:
+        """A broken stream, or a message that could not be handled: only its request is
+        affected."""
+        self.metrics.rejected("extproc_stream_error")
+        self.logger.warn_with("ext_proc stream failed", trigger=self.name, error=error)
 
     def _new_exchange(self, first: pb.ProcessingRequest) -> Exchange:
         if first.HasField("protocol_config"):
@@ -224,17 +224,10 @@ class ExtProcTrigger(Trigger):
     async def _on_message(self, ex: Exchange, message: pb.ProcessingRequest,
                           phases: list[str]) -> bytes | None:
         kind = message.WhichOneof("request")
-        if kind == "request_headers":
-            msg = message.request_headers
-            ex.on_request_headers(header_dict(msg.headers), self._decompress, self._request_id)
-            phase = REQUEST_HEADERS
-            return await self._on_headers(ex, ex.request, phase, msg.end_of_stream,
-                                          self._on_request, phases)
-        if kind == "response_headers":
-            msg = message.response_headers
-            ex.on_response_headers(header_dict(msg.headers), self._decompress)
-            return await self._on_headers(ex, ex.response, RESPONSE_HEADERS, msg.end_of_stream,
-                                          self._on_response, phases)
+        if kind == "request_headers" or kind == "response_headers":
+            msg = getattr(message, kind)
+            return await self._on_headers_message(ex, kind, header_dict(msg.headers),
+                                                 msg.end_of_stream, phases)
         if kind == "request_body":
             return await self._on_body(ex, ex.request, REQUEST_BODY, message.request_body,
                                        self._on_request, phases)
@@ -246,6 +239,18 @@ class ExtProcTrigger(Trigger):
         if kind == "response_trailers":
             return CONTINUE_RESPONSE_TRAILERS
         return None
+
+    async def _on_headers_message(self, ex: Exchange, kind: str, headers: dict[str, str],
+                                 end: bool, phases: list[str]) -> bytes:
+        """A ``request_headers`` or ``response_headers`` message, from either transport;
+        the serialized ``ProcessingResponse`` for it."""
+        if kind == "request_headers":
+            ex.on_request_headers(headers, self._decompress, self._request_id)
+            return await self._on_headers(ex, ex.request, REQUEST_HEADERS, end,
+                                          self._on_request, phases)
+        ex.on_response_headers(headers, self._decompress)
+        return await self._on_headers(ex, ex.response, RESPONSE_HEADERS, end,
+                                      self._on_response, phases)
 
     async def _on_headers(self, ex: Exchange, side: Direction, phase: str, end: bool,
                           blocking: bool, phases: list[str]) -> bytes:
