@@ -2,7 +2,9 @@
 an Envoy sidecar container in the processor's pod.
 
 The ext_proc filter reaches the processor over loopback (same pod) on an HTTP/2
-cluster, as the trigger needs. From the trigger's config: ``processing_mode`` from
+cluster, as the trigger needs (with ``transport: http``, Envoy's ``http_service``
+on an HTTP/1.1 cluster, body modes NONE: that transport carries headers only).
+From the trigger's config: ``processing_mode`` from
 its ``type`` (the README's table), ``failure_mode_allow`` from ``failOpen`` (a
 processor that lets traffic through when it has no worker wants Envoy to do the
 same when it cannot reach it), and ``message_timeout`` = the worker availability
@@ -79,11 +81,18 @@ def ext_proc_filter(plan: Plan, trig: TriggerPlan) -> dict[str, Any]:
     config: dict[str, Any] = {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3."
                  "ExternalProcessor",
-        "grpc_service": {"envoy_grpc": {"cluster_name": CLUSTER}, "timeout": "5s"},
         "failure_mode_allow": bool(attrs.failOpen),
         "message_timeout": _duration(timeout),
         "processing_mode": _MODES[attrs.type],
     }
+    if attrs.transport == "http":
+        config["http_service"] = {"http_service": {"http_uri": {
+            "uri": f"http://127.0.0.1:{attrs.port}/process", "cluster": CLUSTER,
+            "timeout": "5s"}}}
+        config["processing_mode"] = {**config["processing_mode"],
+                                     "request_body_mode": "NONE", "response_body_mode": "NONE"}
+    else:
+        config["grpc_service"] = {"envoy_grpc": {"cluster_name": CLUSTER}, "timeout": "5s"}
     if attrs.type == "observeprocessor":
         config["observability_mode"] = True
     return {"name": "envoy.filters.http.ext_proc", "typed_config": config}
@@ -113,7 +122,8 @@ def envoy_config(plan: Plan, trig: TriggerPlan, options: EnvoyOptions) -> dict[s
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": manager}]}]}],
             "clusters": [_cluster("app", upstream.host, upstream.port),
-                         _cluster(CLUSTER, "127.0.0.1", trig.attributes.port, http2=True)],
+                         _cluster(CLUSTER, "127.0.0.1", trig.attributes.port,
+                                  http2=trig.attributes.transport == "grpc")],
         },
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
     }

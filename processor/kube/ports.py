@@ -85,7 +85,7 @@ def _raw_ports(trig: TriggerPlan, warnings: list[str]) -> _Found:
                           f"{path}.attributes.grpc_port", "grpc"))
     elif kind == "extproc":
         found.append(("", Address(_trigger_host(trig), attrs.port), f"{path}.attributes.port",
-                      "grpc"))
+                      "http" if attrs.transport == "http" else "grpc"))
     else:  # any other kind: what its listen_ports() declares (job, cron, mjpeg, rtsp: none)
         for n, port in enumerate(trig.shell.listen_ports()):
             found.append((str(n) if n else "", Address(_trigger_host(trig), port),

@@ -7,7 +7,9 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -161,3 +163,41 @@ def test_taken_port_exits_2_over_http_too(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "spec.triggers.ep.attributes.port" in done.stdout + done.stderr
 
+
+
+@pytest.fixture(scope="module")
+def observe(tmp_path_factory: pytest.TempPathFactory,
+            upstream: RunningUpstream) -> Iterator[tuple[Stack, Path]]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("observed-http") / "events.jsonl"
+    log.touch()
+    config = extproc_config(
+        "extproc_observe:handler",
+        {"ep": {"workers": 2, "attributes": {"type": "observeprocessor", "port": port,
+                                             "transport": "http"}}},
+        env=[{"name": "OBSERVE_LOG", "value": str(log)},
+             {"name": "OBSERVE_DELAY", "value": "0.6"}])
+    stack = Stack(tmp_path_factory.mktemp("observe-http"), upstream, config, [
+        Route(port, message_timeout="0.2s", **HEADERS_ONLY),
+        Route(port, message_timeout="0.2s", observability_mode=True, **HEADERS_ONLY)])
+    yield stack, log
+    stack.stop()
+
+
+@pytest.mark.parametrize("route", [0, 1], ids=["continue-at-once", "observability_mode"])
+def test_observer_over_http_never_delays_traffic(observe, route):
+    stack, log = observe
+    log.write_text("")
+    started = time.monotonic()
+    response = stack.request("GET", f"/seen-{route}", route=route)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert elapsed < 0.6  # had Envoy waited for the 0.6 s handler: >= 1.2 s (2 events)
+    deadline = time.monotonic() + 10
+    while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.7)  # a consumer is free by now: any extra event would have been written
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((e["phase"], e["size"]) for e in events) == [("1", 0), ("4", 0)], events
+    request = next(e for e in events if e["phase"] == "1")
+    assert request["path"] == f"/seen-{route}"

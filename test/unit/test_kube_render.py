@@ -134,6 +134,32 @@ def _envoy_validate(tmp_path: Path, text: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_envoy_http_transport(tmp_path: Path) -> None:
+    """transport: http renders Envoy's http_service (headers only) on an HTTP/1.1 cluster,
+    and the trigger's port is plain HTTP in the Service."""
+    config = yaml.safe_load((EXAMPLES / "envoy/function.yaml").read_text())
+    config["spec"]["triggers"]["extproc"]["attributes"]["transport"] = "http"
+    path = _write(tmp_path / "function.yaml", config)
+    rendered = render(path, None, RenderOptions(function_dir=str(EXAMPLES / "envoy"),
+                                                envoy=EnvoyOptions(mode="none")))
+    (service,) = [o for o in rendered.objects if o["kind"] == "Service"]
+    assert service["spec"]["ports"][0]["appProtocol"] == "http"
+    rendered = render(path, None, RenderOptions(function_dir=str(EXAMPLES / "envoy")))
+    envoy_yaml = next(o for o in rendered.objects
+                      if o["metadata"]["name"].endswith("-envoy"))["data"]["envoy.yaml"]
+    static = yaml.safe_load(envoy_yaml)["static_resources"]
+    ext_proc = static["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "http_filters"][0]["typed_config"]
+    assert "grpc_service" not in ext_proc
+    uri = ext_proc["http_service"]["http_service"]["http_uri"]
+    assert (uri["uri"], uri["cluster"]) == ("http://127.0.0.1:9002/process", "nuclio-extproc")
+    mode = ext_proc["processing_mode"]
+    assert (mode["request_body_mode"], mode["response_body_mode"]) == ("NONE", "NONE")
+    cluster = static["clusters"][1]
+    assert "typed_extension_protocol_options" not in cluster and "health_checks" not in cluster
+    _envoy_validate(tmp_path, envoy_yaml)  # Envoy refuses http_service with body modes
+
+
 def test_envoy_observe_processor_fail_closed(tmp_path: Path) -> None:
     config = yaml.safe_load((EXAMPLES / "envoy/function.yaml").read_text())
     attrs = config["spec"]["triggers"]["extproc"]["attributes"]
