@@ -93,7 +93,8 @@ def ext_proc_filter(plan: Plan, trig: TriggerPlan) -> dict[str, Any]:
                                      "request_body_mode": "NONE", "response_body_mode": "NONE"}
     else:
         config["grpc_service"] = {"envoy_grpc": {"cluster_name": CLUSTER}, "timeout": "5s"}
-    if attrs.type == "observeprocessor":
+    if attrs.type == "observeprocessor" and attrs.transport == "grpc":
+        # Not over HTTP: Envoy 1.40 then leaves out messages (README, HTTP transport).
         config["observability_mode"] = True
     return {"name": "envoy.filters.http.ext_proc", "typed_config": config}
 

@@ -369,18 +369,25 @@ def test_postprocessor_headers_only_sees_upstream_status(post):
 
 
 # -- observeprocessor ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def observe(tmp_path_factory: pytest.TempPathFactory,
-            upstream: RunningUpstream) -> Iterator[tuple[Stack, Path]]:
-    port = free_port()
+def observer(tmp_path_factory: pytest.TempPathFactory, attributes: dict[str, Any]
+             ) -> tuple[Path, dict[str, Any]]:
+    """A slow observeprocessor (2 workers, 0.6 s per event) writing what it sees to a log
+    (test/functions/extproc_observe.py): the log and the function config."""
     log = tmp_path_factory.mktemp("observed") / "events.jsonl"
     log.touch()
     config = extproc_config(
         "extproc_observe:handler",
-        {"ep": {"workers": 2, "attributes": {"type": "observeprocessor", "port": port,
-                                             "observeQueueSize": 4}}},
+        {"ep": {"workers": 2, "attributes": {"type": "observeprocessor", **attributes}}},
         env=[{"name": "OBSERVE_LOG", "value": str(log)}, {"name": "OBSERVE_DELAY",
                                                            "value": "0.6"}])
+    return log, config
+
+
+@pytest.fixture(scope="module")
+def observe(tmp_path_factory: pytest.TempPathFactory,
+            upstream: RunningUpstream) -> Iterator[tuple[Stack, Path]]:
+    port = free_port()
+    log, config = observer(tmp_path_factory, {"port": port, "observeQueueSize": 4})
     for stack in _stack(tmp_path_factory, upstream, "observe", config, [
             Route(port, message_timeout="0.2s"),
             # Envoy's observability_mode refuses BUFFERED bodies ("wrong body mode").
@@ -496,6 +503,8 @@ def _run_config(tmp_path: Path, attributes: dict[str, Any]) -> subprocess.Comple
      "spec.triggers.ep.attributes.processingOptions.perRequestBodyBufferBytes"),
     ({"type": "preprocessor", "port": 1, "gracefulShutdownTimeout": "soon"},
      "spec.triggers.ep.attributes.gracefulShutdownTimeout"),
+    ({"type": "preprocessor", "port": 1, "transport": "smtp"},
+     "spec.triggers.ep.attributes.transport"),
 ])
 def test_bad_attributes_exit_2(tmp_path, attributes, expected):
     done = _run_config(tmp_path, attributes)
@@ -507,12 +516,14 @@ def test_bad_attributes_exit_2(tmp_path, attributes, expected):
     assert "listening" not in output
 
 
-def test_taken_port_exit_2(tmp_path):
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_taken_port_exit_2(tmp_path, transport):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = holder.getsockname()[1]
-        done = _run_config(tmp_path, {"type": "wrapprocessor", "port": taken})
+        done = _run_config(tmp_path, {"type": "wrapprocessor", "port": taken,
+                                      "transport": transport})
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"spec.triggers.ep.attributes.port: port {taken} on 127.0.0.1 is already in use" \
         in done.stdout + done.stderr

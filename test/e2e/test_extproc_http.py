@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,13 @@ import requests
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from google.protobuf import json_format
 
-from test.e2e.test_extproc import TIMEOUT, Stack, _run_config, extproc_config, seen
+from test.e2e.test_extproc import (
+    TIMEOUT,
+    Stack,
+    extproc_config,
+    observer,
+    seen,
+)
 from test.envoy_support import Route, RunningUpstream
 from test.support import free_port
 
@@ -145,51 +150,24 @@ def test_bad_messages_get_their_error_and_the_trigger_keeps_serving(wrap, body, 
     assert wrap.request("GET", "/add-header", route=1).status_code == 200
 
 
-def test_unknown_transport_exits_2(tmp_path):
-    done = _run_config(tmp_path, {"type": "preprocessor", "port": 1, "transport": "smtp"})
-    output = done.stdout + done.stderr
-    assert done.returncode == 2, output
-    assert "spec.triggers.ep.attributes.transport" in output
-    assert "listening" not in output
-
-
-def test_taken_port_exits_2_over_http_too(tmp_path):
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        taken = holder.getsockname()[1]
-        done = _run_config(tmp_path, {"type": "preprocessor", "port": taken,
-                                      "transport": "http"})
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "spec.triggers.ep.attributes.port" in done.stdout + done.stderr
-
-
-
 @pytest.fixture(scope="module")
 def observe(tmp_path_factory: pytest.TempPathFactory,
             upstream: RunningUpstream) -> Iterator[tuple[Stack, Path]]:
     port = free_port()
-    log = tmp_path_factory.mktemp("observed-http") / "events.jsonl"
-    log.touch()
-    config = extproc_config(
-        "extproc_observe:handler",
-        {"ep": {"workers": 2, "attributes": {"type": "observeprocessor", "port": port,
-                                             "transport": "http"}}},
-        env=[{"name": "OBSERVE_LOG", "value": str(log)},
-             {"name": "OBSERVE_DELAY", "value": "0.6"}])
-    stack = Stack(tmp_path_factory.mktemp("observe-http"), upstream, config, [
-        Route(port, message_timeout="0.2s", **HEADERS_ONLY),
-        Route(port, message_timeout="0.2s", observability_mode=True, **HEADERS_ONLY)])
+    log, config = observer(tmp_path_factory, {"port": port, "transport": "http"})
+    # Not Envoy's observability_mode: over HTTP, Envoy 1.40 then leaves out messages (in a
+    # check, response headers reached even an at-once server for 2 requests of 5).
+    stack = Stack(tmp_path_factory.mktemp("observe-http"), upstream, config,
+                  [Route(port, message_timeout="0.2s", **HEADERS_ONLY)])
     yield stack, log
     stack.stop()
 
 
-@pytest.mark.parametrize("route", [0, 1], ids=["continue-at-once", "observability_mode"])
-def test_observer_over_http_never_delays_traffic(observe, route):
+def test_observer_over_http_never_delays_traffic(observe):
     stack, log = observe
     log.write_text("")
     started = time.monotonic()
-    response = stack.request("GET", f"/seen-{route}", route=route)
+    response = stack.request("GET", "/seen")
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert elapsed < 0.6  # had Envoy waited for the 0.6 s handler: >= 1.2 s (2 events)
@@ -200,4 +178,4 @@ def test_observer_over_http_never_delays_traffic(observe, route):
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted((e["phase"], e["size"]) for e in events) == [("1", 0), ("4", 0)], events
     request = next(e for e in events if e["phase"] == "1")
-    assert request["path"] == f"/seen-{route}"
+    assert request["path"] == "/seen"
