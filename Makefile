@@ -52,11 +52,13 @@ bench-extproc: install-test
 
 # Every benchmark in sequence; each prints its table and one `<name>: <ratio> (target <t>)`
 # line per target. grep ': .*(target' on the output gives the summary.
-BENCHES = http ws openinference extproc mjpeg rtsp stream async status
+BENCHES = http ws openinference extproc mjpeg rtsp stream async status fusion
 bench-all: install-test
 	$(PYTHON) -m pip install $(PIP_FLAGS) -e '.[bench]'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	@for b in $(BENCHES); do echo "== $$b"; $(PYTHON) test/bench/$${b}_bench.py || exit 1; done
+	@failed=""; for b in $(BENCHES); do echo "== $$b"; \
+		$(PYTHON) test/bench/$${b}_bench.py || failed="$$failed $$b"; done; \
+		if [ -n "$$failed" ]; then echo "benchmarks that did not run to the end:$$failed"; exit 1; fi
 
 # Generated gRPC modules are committed; test/unit/test_protos.py fails when they are stale.
 protos:
