@@ -15,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from test.envoy_support import RunningUpstream
 from test.support import free_port, platform_config, stop_process
 
 __all__ = ["free_port", "function_config", "run_config_once", "run_processor_once"]
@@ -156,3 +157,11 @@ def run_config_once(workdir: Path, config: dict[str, Any]) -> subprocess.Complet
     return run_processor_once(["--config", str(workdir / "function.yaml"),
                                "--platform-config", str(workdir / "platform.yaml"),
                                "--function-dir", str(FUNCTIONS), "--listen-host", "127.0.0.1"])
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUpstream]:
+    """The aiohttp echo app behind Envoy (test/envoy_support.py), one per test module."""
+    running = RunningUpstream(tmp_path_factory.mktemp("upstream"))
+    yield running
+    running.stop()

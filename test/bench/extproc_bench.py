@@ -81,6 +81,7 @@ uvloop.install()
 asyncio.run(main(int(sys.argv[1])))
 """
 HEADERS_ONLY = {"request_body": "NONE", "response_headers": "SKIP", "response_body": "NONE"}
+HTTP_HEADERS_ONLY = {**HEADERS_ONLY, "http_service": True}
 
 # The other transport Envoy offers (``http_service``, headers only, work in progress in
 # Envoy 1.40): each message is a JSON ProcessingRequest POSTed to /process, answered with
@@ -132,10 +133,14 @@ class Setup:
     name: str
     # The processor type; None: Envoy without ext_proc; "bare" / "bare-http": the floors.
     type: str | None
-    route: dict[str, str]
+    route: dict[str, Any]  # Route keyword arguments: processing modes, http_service
     min_ratio: float | None = None
     summary: str = ""  # the name in the `<name>: <ratio> (target <t>)` line
-    transport: str = "grpc"  # the trigger's, for our processor's rows
+
+    @property
+    def transport(self) -> str:
+        """Our trigger's transport: the one this row's Envoy route uses."""
+        return "http" if self.route.get("http_service") else "grpc"
 
 
 SETUPS = (
@@ -143,15 +148,14 @@ SETUPS = (
     Setup("wrapprocessor, headers + BUFFERED", "wrapprocessor", {}, 0.4, "extproc_wrap_buffered"),
     Setup("preprocessor, request headers only", "preprocessor", HEADERS_ONLY, 0.6,
           "extproc_pre_headers_only"),
-    Setup("preprocessor, headers only, HTTP transport", "preprocessor",
-          {**HEADERS_ONLY, "http_service": True}, 0.6, "extproc_pre_headers_only_http",
-          transport="http"),
+    Setup("preprocessor, headers only, HTTP transport", "preprocessor", HTTP_HEADERS_ONLY, 0.6,
+          "extproc_pre_headers_only_http"),
     Setup("floor: bare grpc.aio, headers + BUFFERED", "bare", {}, None,
           "extproc_floor_wrap_buffered"),
     Setup("floor: bare grpc.aio, headers only", "bare", HEADERS_ONLY, None,
           "extproc_floor_headers_only"),
     Setup("floor: bare HTTP ext_proc, headers only", "bare-http",
-          {**HEADERS_ONLY, "http_service": True}, None, "extproc_floor_http_headers_only"),
+          HTTP_HEADERS_ONLY, None, "extproc_floor_http_headers_only"),
 )
 
 
@@ -175,9 +179,10 @@ def running(workdir: Path, workers: int
     floors: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     for kind, script in (("bare", BARE_GRPC_AIO), ("bare-http", BARE_HTTP)):
         (workdir / f"{kind}.py").write_text(script)
-        port = free_port()
+        floor_port = free_port()
         floors[kind] = (subprocess.Popen([sys.executable, str(workdir / f"{kind}.py"),
-                                          str(port)], cwd=ROOT, stdin=subprocess.DEVNULL), port)
+                                          str(floor_port)], cwd=ROOT, stdin=subprocess.DEVNULL),
+                        floor_port)
     try:
         routes = []
         for index, setup in enumerate(SETUPS):

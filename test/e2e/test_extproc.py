@@ -80,15 +80,9 @@ class Stack:
         assert self.processor.stop() == 0, self.processor.logs
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUpstream]:
-    running = RunningUpstream(tmp_path_factory.mktemp("upstream"))
-    yield running
-    running.stop()
-
-
-def _stack(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream, name: str,
-           config: dict[str, Any], routes: list[Route]) -> Iterator[Stack]:
+def running_stack(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream,
+                  name: str, config: dict[str, Any], routes: list[Route]) -> Iterator[Stack]:
+    """A module fixture's ``Stack``, stopped (and its exit checked) at the end."""
     stack = Stack(tmp_path_factory.mktemp(name), upstream, config, routes)
     yield stack
     stack.stop()
@@ -112,7 +106,7 @@ def wrap(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) ->
         "chunks": {"attributes": {
             "type": "wrapprocessor", "port": per_chunk,
             "processingOptions": {"bufferStreamedBodies": False, "logPhases": True}}}})
-    yield from _stack(tmp_path_factory, upstream, "wrap", config, [
+    yield from running_stack(tmp_path_factory, upstream, "wrap", config, [
         Route(port, message_timeout="0.5s"),  # 0: BUFFERED both ways
         Route(port, request_body="STREAMED", message_timeout="2s"),  # 1: chunks, accumulated
         Route(per_chunk, request_body="STREAMED", message_timeout="2s"),  # 2: chunk by chunk
@@ -316,7 +310,7 @@ def pre(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) -> 
     port = free_port()
     config = extproc_config("extproc_rules:handler",
                             {"ep": {"attributes": {"type": "preprocessor", "port": port}}})
-    yield from _stack(tmp_path_factory, upstream, "pre", config, [
+    yield from running_stack(tmp_path_factory, upstream, "pre", config, [
         Route(port, request_body="NONE", response_headers="SKIP", response_body="NONE"),
         Route(port, response_headers="SKIP", response_body="NONE"),
     ])
@@ -343,7 +337,7 @@ def post(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) ->
     port = free_port()
     config = extproc_config("extproc_rules:handler",
                             {"ep": {"attributes": {"type": "postprocessor", "port": port}}})
-    yield from _stack(tmp_path_factory, upstream, "post", config, [
+    yield from running_stack(tmp_path_factory, upstream, "post", config, [
         Route(port, request_body="NONE"),
         Route(port, request_body="NONE", response_body="NONE"),
     ])
@@ -388,7 +382,7 @@ def observe(tmp_path_factory: pytest.TempPathFactory,
             upstream: RunningUpstream) -> Iterator[tuple[Stack, Path]]:
     port = free_port()
     log, config = observer(tmp_path_factory, {"port": port, "observeQueueSize": 4})
-    for stack in _stack(tmp_path_factory, upstream, "observe", config, [
+    for stack in running_stack(tmp_path_factory, upstream, "observe", config, [
             Route(port, message_timeout="0.2s"),
             # Envoy's observability_mode refuses BUFFERED bodies ("wrong body mode").
             Route(port, message_timeout="0.2s", observability_mode=True,
@@ -447,7 +441,7 @@ def busy(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) ->
         "open": {**one_worker, "attributes": {"type": "preprocessor", "port": open_port}},
         "closed": {**one_worker, "attributes": {"type": "preprocessor", "port": closed_port,
                                                 "failOpen": False}}})
-    yield from _stack(tmp_path_factory, upstream, "busy", config, [
+    yield from running_stack(tmp_path_factory, upstream, "busy", config, [
         Route(open_port, message_timeout="3s"), Route(closed_port, message_timeout="3s")])
 
 

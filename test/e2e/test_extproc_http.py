@@ -21,6 +21,7 @@ from test.e2e.test_extproc import (
     Stack,
     extproc_config,
     observer,
+    running_stack,
     seen,
 )
 from test.envoy_support import Route, RunningUpstream
@@ -31,13 +32,6 @@ HEADERS_ONLY: dict[str, Any] = {"request_body": "NONE", "response_body": "NONE",
 
 
 @pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningUpstream]:
-    running = RunningUpstream(tmp_path_factory.mktemp("upstream"))
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def wrap(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) -> Iterator[Stack]:
     """A wrapprocessor over HTTP; route 0 sends both headers phases, route 1 only the
     request's (a preprocessor's Envoy config)."""
@@ -45,13 +39,10 @@ def wrap(tmp_path_factory: pytest.TempPathFactory, upstream: RunningUpstream) ->
     config = extproc_config("extproc_rules:handler", {"ep": {"attributes": {
         "type": "wrapprocessor", "port": port, "transport": "http",
         "processingOptions": {"logStream": True}}}})
-    stack = Stack(tmp_path_factory.mktemp("wrap-http"), upstream, config, [
+    yield from running_stack(tmp_path_factory, upstream, "wrap-http", config, [
         Route(port, **HEADERS_ONLY),
         Route(port, response_headers="SKIP", **HEADERS_ONLY),
     ])
-    stack.port = port  # type: ignore[attr-defined]
-    yield stack
-    stack.stop()
 
 
 def test_request_headers_are_changed_and_the_body_goes_on_untouched(wrap):
@@ -98,7 +89,9 @@ def test_handler_exception_is_a_500_without_traceback(wrap):
     assert "secret detail" not in response.text
 
 
-def _post(port: int, body: bytes, method: str = "POST") -> requests.Response:
+def _post(stack: Stack, body: bytes, method: str = "POST") -> requests.Response:
+    """Straight to the processor's ext_proc port, as Envoy would post."""
+    port = stack.envoy.routes[0].extproc_port
     return requests.request(method, f"http://127.0.0.1:{port}/process", data=body,
                             timeout=TIMEOUT)
 
@@ -113,7 +106,7 @@ def test_a_message_as_envoy_sends_it_gets_a_reply_envoy_can_read(wrap):
         header(":method", "GET"), header(":path", "/add-header"),
         header(":authority", "example"), header("x-request-id", "rid-1")]},
         "end_of_stream": True}}
-    answer = _post(wrap.port, json.dumps(message).encode())
+    answer = _post(wrap, json.dumps(message).encode())
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/json"
     parsed = json_format.Parse(answer.text, pb.ProcessingResponse())
@@ -122,7 +115,7 @@ def test_a_message_as_envoy_sends_it_gets_a_reply_envoy_can_read(wrap):
     assert added["x-added"] == "by-the-function"
     assert json.loads(added["x-seen-request"])["fields"]["request_id"] == "rid-1"
     response = {"response_headers": {"headers": {"headers": [header(":status", "201")]}}}
-    answer = _post(wrap.port, json.dumps(response).encode())
+    answer = _post(wrap, json.dumps(response).encode())
     parsed = json_format.Parse(answer.text, pb.ProcessingResponse())
     mutation = parsed.response_headers.response.header_mutation
     seen_by_handler = json.loads(mutation.set_headers[0].header.raw_value)
@@ -142,7 +135,7 @@ def test_bad_messages_get_their_error_and_the_trigger_keeps_serving(wrap, body, 
                                                                     words):
     reason = "extproc_stream_error"
     before = wrap.rejected(reason) if reason in wrap.processor.metrics() else 0.0
-    answer = _post(wrap.port, body, method)
+    answer = _post(wrap, body, method)
     assert answer.status_code == status
     assert words in answer.json()["error"]
     if status == 400:
@@ -157,10 +150,9 @@ def observe(tmp_path_factory: pytest.TempPathFactory,
     log, config = observer(tmp_path_factory, {"port": port, "transport": "http"})
     # Not Envoy's observability_mode: over HTTP, Envoy 1.40 then leaves out messages (in a
     # check, response headers reached even an at-once server for 2 requests of 5).
-    stack = Stack(tmp_path_factory.mktemp("observe-http"), upstream, config,
-                  [Route(port, message_timeout="0.2s", **HEADERS_ONLY)])
-    yield stack, log
-    stack.stop()
+    for stack in running_stack(tmp_path_factory, upstream, "observe-http", config,
+                               [Route(port, message_timeout="0.2s", **HEADERS_ONLY)]):
+        yield stack, log
 
 
 def test_observer_over_http_never_delays_traffic(observe):
