@@ -17,9 +17,11 @@ servers, not the client's tensor encoding, are measured. Rows: JSON tensors
 medians reported, ratios to each peer from the same run; ``--baseline DIR`` also
 runs each processor from another checkout. One summary line per row, server and
 peer: ``openinference <row> (<server>) vs <peer>: <ratio> (target 1.5)``. The gRPC
-rows also run a floor (openinference_floor.py): a bare grpc.aio server doing the same
-doubling, printed as ``(no target)``: under 1.5x KServe, no grpc.aio server meets the
-gRPC targets. Results go to stdout (a table) and to ``results/openinference.json``.
+rows also run floors (openinference_floor.py): bare servers doing the same doubling in
+their loop, through one worker process from grpc.aio, and through one from grpc's sync
+server, printed as ``(no target)``: a floor under 1.5x KServe says no server taking
+that path meets the gRPC targets. Results go to stdout (a table) and to
+``results/openinference.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script
 from test.bench.http_bench import http_get, log_tail, machine, stop_process, unwind_on_sigterm
 from test.bench.kserve_peer import KSERVE_VENV, ensure_venv, launch_kserve, venv_version
 from test.bench.openinference_client import CLIENT
-from test.bench.openinference_floor import grpc_listening, launch_grpc_floor
+from test.bench.openinference_floor import FLOORS, grpc_listening, launch_grpc_floor
 from test.support import free_port, platform_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,9 +180,8 @@ PROCESSORS = {
     "process2": ("processor process x2", "double_sync", "process", 2, 1),
 }
 PEERS = {"mlserver": "MLServer", "kserve": "KServe"}  # name -> label
-FLOOR = "floor: bare grpc.aio"  # openinference_floor.py; gRPC rows only, no target
 PEER_VENVS = {"mlserver": MLSERVER_VENV, "kserve": KSERVE_VENV}
-DEFAULT_SERVERS = "mlserver,kserve,process1,pipelined1,async,grpc-floor"
+DEFAULT_SERVERS = "mlserver,kserve,process1,pipelined1,async," + ",".join(FLOORS)
 
 
 @contextlib.contextmanager
@@ -193,10 +194,10 @@ def running(workdir: Path, names: list[str], baseline: Path | None = None
                 servers.append(launch_mlserver(workdir))
             elif name == "kserve":
                 servers.append(Server("KServe", *launch_kserve(workdir), binary_rest=True))
-            elif name == "grpc-floor":
-                proc, port, log = launch_grpc_floor(workdir)
-                servers.append(Server(FLOOR, proc, 0, port, log, binary_rest=False,
-                                      grpc_only=True))
+            elif name in FLOORS:  # openinference_floor.py; gRPC rows only, no target
+                proc, port, log = launch_grpc_floor(workdir, name)
+                servers.append(Server(FLOORS[name][0], proc, 0, port, log,
+                                      binary_rest=False, grpc_only=True))
             else:
                 label, handler, kind, workers, per_worker = PROCESSORS[name]
                 servers.append(launch_processor(workdir, label, handler, kind, workers,
@@ -266,10 +267,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FLOOR_LABELS = {label for label, _ in FLOORS.values()}
+
+
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One ``<name>: <ratio> (target 1.5)`` line per processor server, row and peer."""
     return [f"openinference {r['row']} ({r['server']}) vs {peer}: {ratio or 0:.2f} "
-            + ("(no target)" if r["server"] == FLOOR else f"(target {TARGET_RATIO})")
+            + ("(no target)" if r["server"] in FLOOR_LABELS else f"(target {TARGET_RATIO})")
             for r in rows if r["server"] not in PEERS.values()
             for peer, ratio in r["vs"].items()]
 
@@ -283,7 +287,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--servers", default=DEFAULT_SERVERS,
                         help=f"comma-separated, first is the reference: "
-                             f"{', '.join([*PEERS, *PROCESSORS, 'grpc-floor'])}")
+                             f"{', '.join([*PEERS, *PROCESSORS, *FLOORS])}")
     parser.add_argument("--rows", nargs="*", default=[],
                         help="only rows whose name contains one of these words")
     parser.add_argument("--baseline", type=Path, default=None,
