@@ -110,7 +110,7 @@ class Server:
     grpc_port: int
     log: Path
     binary_rest: bool  # speaks the binary tensor extension
-    grpc_only: bool = False  # the gRPC floor: no REST rows
+    floor: bool = False  # openinference_floor.py: gRPC rows only, no target
 
 
 def launch_mlserver(workdir: Path) -> Server:
@@ -160,7 +160,7 @@ def wait_ready(server: Server) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited:\n{log_tail(server.log)}")
-        if server.grpc_only:
+        if server.floor:
             if grpc_listening(server.grpc_port):
                 return
             continue
@@ -194,10 +194,10 @@ def running(workdir: Path, names: list[str], baseline: Path | None = None
                 servers.append(launch_mlserver(workdir))
             elif name == "kserve":
                 servers.append(Server("KServe", *launch_kserve(workdir), binary_rest=True))
-            elif name in FLOORS:  # openinference_floor.py; gRPC rows only, no target
+            elif name in FLOORS:
                 proc, port, log = launch_grpc_floor(workdir, name)
                 servers.append(Server(FLOORS[name][0], proc, 0, port, log,
-                                      binary_rest=False, grpc_only=True))
+                                      binary_rest=False, floor=True))
             else:
                 label, handler, kind, workers, per_worker = PROCESSORS[name]
                 servers.append(launch_processor(workdir, label, handler, kind, workers,
@@ -231,7 +231,7 @@ def bench(servers: list[Server], args: argparse.Namespace) -> list[dict[str, Any
     for row in ROWS:
         if args.rows and not any(word.lower() in row.name.lower() for word in args.rows):
             continue
-        active = [s for s in servers if not (s.grpc_only and row.protocol == "rest")]
+        active = [s for s in servers if not (s.floor and row.protocol == "rest")]
         runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in active}
         for round_ in range(args.rounds):
             order = active[round_ % len(active):] + active[:round_ % len(active)]
@@ -243,7 +243,7 @@ def bench(servers: list[Server], args: argparse.Namespace) -> list[dict[str, Any
             rps = medians[server.name]
             vs = {peer: rps / medians[peer] if medians[peer] else None for peer in peers}
             rows.append({
-                "row": row.name, "server": server.name, "rps": rps,
+                "row": row.name, "server": server.name, "floor": server.floor, "rps": rps,
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs[server.name]),
                 "ratio": rps / medians[active[0].name] if medians[active[0].name] else None,
                 "vs": vs, "errors": sum(r["errors"] for r in runs[server.name]),
@@ -267,13 +267,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-FLOOR_LABELS = {label for label, _ in FLOORS.values()}
-
-
 def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
     """One ``<name>: <ratio> (target 1.5)`` line per processor server, row and peer."""
     return [f"openinference {r['row']} ({r['server']}) vs {peer}: {ratio or 0:.2f} "
-            + ("(no target)" if r["server"] in FLOOR_LABELS else f"(target {TARGET_RATIO})")
+            + ("(no target)" if r["floor"] else f"(target {TARGET_RATIO})")
             for r in rows if r["server"] not in PEERS.values()
             for peer, ratio in r["vs"].items()]
 

@@ -50,7 +50,7 @@ def recv_exact(sock, size):
         if not n:
             raise EOFError
         got += n
-    return bytes(buf)
+    return buf  # numpy reads it as it is; protobuf needs bytes (the sync front converts)
 
 def serve(sock):
     while True:
@@ -141,7 +141,7 @@ def infer(request, context):
     with one_at_a_time:
         worker.sendall(FRAME.pack(len(data)) + data)
         (size,) = FRAME.unpack(recv_exact(worker, 4))
-        out = recv_exact(worker, size)
+        out = bytes(recv_exact(worker, size))
     return reply_to(request, out)
 
 server = grpc.server(futures.ThreadPoolExecutor(4), options=OPTIONS)
